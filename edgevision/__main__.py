@@ -1,0 +1,3 @@
+from edgevision.cli.app import main
+
+main()

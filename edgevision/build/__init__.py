@@ -1,0 +1,1 @@
+"""Build: export → calibrate → quantize → verify → bundle, each a small callable."""

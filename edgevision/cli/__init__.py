@@ -1,0 +1,1 @@
+"""The typer command-line interface: one thin module per command over the public API."""

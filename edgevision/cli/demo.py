@@ -1,0 +1,15 @@
+"""`edgevision demo` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the app."""
+
+    @app.command("demo", help="Not built yet.", hidden=True)
+    def _cmd() -> None:
+        from edgevision.errors import EdgeVisionError
+
+        raise EdgeVisionError("'edgevision demo' is not built yet in this version")

@@ -1,0 +1,1 @@
+"""Latency and throughput measurement, budgets, reports and plots (torch-free)."""

@@ -1,0 +1,1 @@
+"""The torch-free in-vehicle runtime: sources, pipeline, postprocess, sinks."""

@@ -1,0 +1,197 @@
+"""ModelSpec: what travels with a model from training to the vehicle.
+
+Written by `train`, copied into a bundle's manifest, read by the runtime. `preprocess()` is driven
+by it alone, so training and deployment cannot disagree about channel order, resizing or
+normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgevision.errors import SpecError
+
+SCHEMA_VERSION = 1
+TASKS = ("classification",)
+CHANNEL_ORDERS = ("RGB", "BGR")
+RESIZE_MODES = ("stretch", "letterbox", "center_crop")
+INTERPOLATIONS = ("nearest", "linear", "area", "cubic")
+LAYOUTS = ("NCHW", "NHWC")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_MAX_SIDE = 4096
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The model's contract with the pixels it is fed.
+
+    ``mean``/``std`` apply to pixels scaled to [0, 1], in the model's channel order.
+    ``crop_ratio`` is used by ``center_crop``: the shorter side is resized to
+    ``size / crop_ratio`` and the centre ``size`` is cut out (timm's convention).
+    """
+
+    labels: tuple[str, ...]
+    input_size: tuple[int, int] = (224, 224)  # (height, width)
+    task: str = "classification"
+    channel_order: str = "RGB"
+    resize: str = "stretch"
+    crop_ratio: float = 0.875
+    interpolation: str = "linear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    layout: str = "NCHW"
+    pad_value: int = 0
+    schema_version: int = field(default=SCHEMA_VERSION)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
+        object.__setattr__(self, "input_size", tuple(int(x) for x in self.input_size))
+        object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
+        object.__setattr__(self, "std", tuple(float(x) for x in self.std))
+        self.validate()
+
+    @property
+    def num_classes(self) -> int:
+        """How many class labels the model predicts."""
+        return len(self.labels)
+
+    @property
+    def height(self) -> int:
+        return self.input_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.input_size[1]
+
+    def input_shape(self, batch: int | str = 1) -> tuple[int | str, ...]:
+        """The model input's shape for ``batch`` images, in the spec's layout."""
+        h, w = self.input_size
+        return (batch, 3, h, w) if self.layout == "NCHW" else (batch, h, w, 3)
+
+    def validate(self) -> None:
+        """Raise `SpecError` naming the first bad field and the fix."""
+        if self.schema_version != SCHEMA_VERSION:
+            raise SpecError(
+                f"ModelSpec schema_version {self.schema_version} is not supported "
+                f"(this edgevision reads version {SCHEMA_VERSION})",
+                "rebuild the model or bundle with this edgevision version",
+            )
+        _choice("task", self.task, TASKS)
+        _choice("channel_order", self.channel_order, CHANNEL_ORDERS)
+        _choice("resize", self.resize, RESIZE_MODES)
+        _choice("interpolation", self.interpolation, INTERPOLATIONS)
+        _choice("layout", self.layout, LAYOUTS)
+        if len(self.labels) < 2:
+            raise SpecError(
+                f"ModelSpec labels has {len(self.labels)} class(es): {list(self.labels)}",
+                "a classifier needs at least 2 labels",
+            )
+        if len(set(self.labels)) != len(self.labels) or any(not x for x in self.labels):
+            raise SpecError(
+                f"ModelSpec labels must be unique and non-empty: {list(self.labels)}",
+                "rename the duplicate or empty labels",
+            )
+        if len(self.input_size) != 2 or not all(8 <= s <= _MAX_SIDE for s in self.input_size):
+            raise SpecError(
+                f"ModelSpec input_size {list(self.input_size)} is out of range",
+                f"give [height, width], each between 8 and {_MAX_SIDE}",
+            )
+        if not (0.0 < self.crop_ratio <= 1.0):
+            raise SpecError(
+                f"ModelSpec crop_ratio {self.crop_ratio} is out of range",
+                "use a value in (0, 1], e.g. 0.875",
+            )
+        for name, values, low in (("mean", self.mean, -10.0), ("std", self.std, 1e-6)):
+            if len(values) != 3 or not all(math.isfinite(v) and low <= v <= 10.0 for v in values):
+                raise SpecError(
+                    f"ModelSpec {name} {list(values)} is invalid",
+                    f"give 3 finite values for pixels scaled to [0, 1]; std must be > 0 "
+                    f"(ImageNet: mean {list(IMAGENET_MEAN)}, std {list(IMAGENET_STD)})",
+                )
+        if not (0 <= self.pad_value <= 255):
+            raise SpecError(f"ModelSpec pad_value {self.pad_value} is out of range", "use 0..255")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (lists, not tuples)."""
+        d = asdict(self)
+        for key in ("labels", "input_size", "mean", "std"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any, num_outputs: int | None = None) -> ModelSpec:
+        """Strictly load a spec; ``num_outputs`` (a model's class count) must match the labels."""
+        if not isinstance(data, dict):
+            raise SpecError(f"ModelSpec must be a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise SpecError(
+                f"ModelSpec schema_version {version!r} is not supported "
+                f"(this edgevision reads version {SCHEMA_VERSION})",
+                "write the spec with schema_version 1, or rebuild with this edgevision",
+            )
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known - {"num_classes"})
+        if unknown:
+            raise SpecError(
+                f"ModelSpec has unknown field(s): {', '.join(unknown)}",
+                f"valid fields are: {', '.join(sorted(known))}",
+            )
+        if "labels" not in data:
+            raise SpecError("ModelSpec is missing the field 'labels'", "list the class labels")
+        if not isinstance(data["labels"], list):
+            raise SpecError("ModelSpec labels must be a list of strings")
+        declared = data.get("num_classes")
+        if declared is not None and declared != len(data["labels"]):
+            raise SpecError(
+                f"ModelSpec num_classes is {declared} but labels has {len(data['labels'])} entries",
+                "make the label list match the model's class count",
+            )
+        kwargs = {k: v for k, v in data.items() if k in known}
+        try:
+            spec = cls(**kwargs)
+        except SpecError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"ModelSpec has a value of the wrong type: {exc}") from None
+        if num_outputs is not None and num_outputs != spec.num_classes:
+            raise SpecError(
+                f"the model predicts {num_outputs} classes but the ModelSpec has "
+                f"{spec.num_classes} labels",
+                "use the spec that was written with this model",
+            )
+        return spec
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the spec as JSON (atomically)."""
+        from edgevision.fileio import atomic_write_text
+
+        return atomic_write_text(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], num_outputs: int | None = None) -> ModelSpec:
+        """Read a spec JSON file strictly."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SpecError(f"ModelSpec file {path} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SpecError(f"ModelSpec file {path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data, num_outputs=num_outputs)
+
+
+def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise SpecError(
+            f"ModelSpec {name} {value!r} is not valid", f"use one of: {', '.join(options)}"
+        )

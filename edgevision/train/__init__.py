@@ -1,0 +1,1 @@
+"""Training (torch): backbones, heads, freeze policies, loop, reports."""

