@@ -146,3 +146,48 @@ def hash_files(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
+
+
+def write_bundle(
+    out: str | os.PathLike[str],
+    files: dict[str, str | os.PathLike[str] | bytes],
+    spec: ModelSpec,
+    artifacts: dict[str, dict[str, Any]],
+    **fields: Any,
+) -> Path:
+    """Write a bundle atomically: temp folder, every file hashed into the manifest, one rename.
+
+    ``files`` maps a bundle-relative name to a source path (copied) or bytes. ``artifacts`` maps
+    an artifact name to ``{"file", "precision", "target", ...}``; its ``sha256`` is filled in.
+    ``fields`` (calibration, accuracy, versions, …) go into the manifest as they are. An
+    interrupted build leaves any earlier bundle at ``out`` untouched.
+    """
+    import shutil
+    from datetime import UTC, datetime
+
+    from edgevision.fileio import atomic_dir
+
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        for name, source in files.items():
+            dest = tmp / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(source, bytes):
+                dest.write_bytes(source)
+            else:
+                shutil.copyfile(source, dest)
+        hashes = hash_files(tmp)
+        for name, art in artifacts.items():
+            if art["file"] not in hashes:
+                raise BundleError(f"artifact {name!r} names {art['file']}, not among the files")
+            art["sha256"] = hashes[art["file"]]
+        manifest = {
+            "schema_version": BUNDLE_SCHEMA_VERSION,
+            "spec": spec.to_dict(),
+            "artifacts": artifacts,
+            "files": hashes,
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **fields,
+        }
+        atomic_write_json(tmp / MANIFEST, manifest)
+    return out

@@ -9,5 +9,7 @@ from edgevision.registry import Registry
 
 BACKENDS: Registry[type[Runner]] = Registry("backend")
 BACKENDS.register("ort", "edgevision.backends.ort.runner:OrtRunner")
+BACKENDS.register("tensorrt", "edgevision.backends.tensorrt.runner:TrtRunner")
+BACKENDS.register("torch", "edgevision.backends.torch.runner:TorchRunner")
 
 __all__ = ["BACKENDS", "Runner", "TensorMeta"]
