@@ -13,7 +13,8 @@ def test_open_and_run(tmp_path):
     bundle = Bundle.open(tiny_bundle(tmp_path))
     art = bundle.artifact("fp32")
     assert art.precision == "fp32" and len(art.sha256) == 64
-    with OrtRunner(bundle.path(art.file), threads=1) as runner:
+    with OrtRunner.from_bundle(bundle, threads=1) as runner:
+        assert runner.name == "ort:fp32"
         out = runner.infer(np.zeros(bundle.spec.input_shape(2), np.float32))
         assert out["logits"].shape == (2, 3)
         assert runner.last_inference_time() > 0

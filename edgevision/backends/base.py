@@ -12,10 +12,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgevision.errors import BackendError
+
+if TYPE_CHECKING:
+    from edgevision.bundle import Bundle
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,17 @@ class Runner(ABC):
 
     @abstractmethod
     def deactivate_impl(self) -> None: ...
+
+    # -- construction from a bundle (each backend overrides) ------------------------------
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, artifact: str | None = None, **options: Any) -> Runner:
+        """A runner for one of ``bundle``'s artifacts (``None``: the backend's preferred one)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a bundle")
+
+    @classmethod
+    def is_available(cls) -> bool:
+        """Whether this machine can run this backend (its libraries and devices are present)."""
+        return True
 
     # -- the public interface -------------------------------------------------------------
     def activate(self) -> Runner:

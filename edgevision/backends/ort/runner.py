@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgevision.backends.base import Runner, TensorMeta
 from edgevision.errors import BackendError
+
+if TYPE_CHECKING:
+    from edgevision.bundle import Bundle
 
 _ORT_TYPES = {
     "tensor(float)": np.dtype(np.float32),
@@ -40,6 +44,25 @@ class OrtRunner(Runner):
         self._session = None
         self._inputs: list[TensorMeta] = []
         self._outputs: list[str] = []
+
+    # Preferred artifact order on CPUs: the INT8 model tuned for ONNX Runtime, then FP32.
+    PREFERRED = ("int8-cpu", "fp32")
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: Bundle, artifact: str | None = None, threads: int = 0, **options: Any
+    ) -> OrtRunner:
+        """A runner for ``artifact`` (default: ``int8-cpu`` if the bundle has it, else ``fp32``)."""
+        if artifact is None:
+            artifact = next((a for a in cls.PREFERRED if a in bundle.artifacts), "fp32")
+        art = bundle.artifact(artifact)
+        return cls(bundle.path(art.file), threads=threads, name=f"ort:{artifact}", **options)
+
+    @classmethod
+    def is_available(cls) -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec("onnxruntime") is not None
 
     def activate_impl(self) -> None:
         import onnxruntime as ort
