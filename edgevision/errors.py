@@ -49,6 +49,14 @@ class SourceError(EdgeVisionError):
     """A video source that cannot be opened or has failed for good."""
 
 
+class SinkError(EdgeVisionError):
+    """An output (events file, video, window) that cannot be opened or written."""
+
+
+class ConfigError(EdgeVisionError):
+    """An option out of range (top-k, threshold, smoothing window, reconnect policy, ...)."""
+
+
 class BudgetExceededError(EdgeVisionError):
     """A latency or accuracy budget was missed."""
 
