@@ -49,10 +49,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, prog_name="edgevision")
     except EdgeVisionError as exc:
+        from rich.markup import escape
+
+        # escape(): a message may hold brackets (`pip install 'edgevision[train]'`), not markup.
         err = Console(stderr=True)
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.fix:
-            err.print(f"[yellow]fix:[/] {exc.fix}", highlight=False)
+            err.print(f"[yellow]fix:[/] {escape(exc.fix)}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("[yellow]interrupted[/]")
