@@ -1,15 +1,80 @@
-"""`edgevision run` (placeholder until its issue lands)."""
+"""`edgevision run`: a bundle on a live camera (or a file), results to events / video / screen."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+HELP = """Run BUNDLE on --source and write the results; Ctrl-C (or SIGTERM) stops cleanly.
+
+Sources: clip.mp4 · v4l2:///dev/video0 (or /dev/video0, 0) · csi://0?width=1280&height=720 ·
+rtsp://host/stream · 'gst:… ! appsink' · frames/ or 'frames/*.jpg' · synthetic://?fps=15&seed=0
+"""
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
 
-    @app.command("run", help="Not built yet.", hidden=True)
-    def _cmd() -> None:
-        from edgevision.errors import EdgeVisionError
+    @app.command("run", help=HELP)
+    def run(
+        bundle: Path = typer.Argument(..., help="Bundle folder written by `edgevision build`."),
+        source: str = typer.Option(..., "--source", "-s", help="Source URI (see above)."),
+        events: Path | None = typer.Option(None, help="Write JSON Lines events here."),
+        video: Path | None = typer.Option(None, help="Write an annotated video here (.mp4)."),
+        show: bool = typer.Option(False, "--show", help="Show an annotated window."),
+        backend: str = typer.Option("auto", help="auto, ort or tensorrt."),
+        threads: int = typer.Option(0, min=0, help="CPU threads for ONNX Runtime (0: all)."),
+        topk: int = typer.Option(3, min=1, help="Labels listed per frame."),
+        threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="Below: 'unknown'."),
+        smooth: int = typer.Option(5, min=1, help="Average probabilities over N frames."),
+        realtime: bool = typer.Option(False, help="Read a file at its frame rate, like a camera."),
+        max_frames: int | None = typer.Option(None, min=1, help="Stop after N results."),
+        reconnect_attempts: int = typer.Option(10, min=0, help="Reopen a lost source N times."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-second status line."),
+    ) -> None:
+        from rich.console import Console
 
-        raise EdgeVisionError("'edgevision run' is not built yet in this version")
+        from edgevision.runtime import Pipeline, Reconnect, SourceLostError, make_sink
+
+        _setup_logging()
+        files = {"jsonl": events, "video": video}
+        sinks = [make_sink(name, path) for name, path in files.items() if path is not None]
+        sinks += [make_sink("window")] if show else []
+        sinks += [] if quiet else [make_sink("stdout")]
+        pipeline = Pipeline(
+            bundle,
+            source,
+            sinks=sinks,
+            backend=backend,
+            threads=threads,
+            topk=topk,
+            threshold=threshold,
+            smooth=smooth,
+            realtime=realtime,
+            max_frames=max_frames,
+            reconnect=Reconnect(attempts=reconnect_attempts),
+        )
+        console = Console()
+        try:
+            summary = pipeline.run()
+        except SourceLostError as exc:
+            if exc.summary is not None:
+                console.print(exc.summary.table())
+            raise
+        console.print(summary.table())
+
+
+def _setup_logging() -> None:
+    import logging
+
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    # Warnings (reconnects, skipped frames) go to stderr, away from the status lines.
+    handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+    handler.setLevel(logging.WARNING)
+    log = logging.getLogger("edgevision")
+    if not log.handlers:
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)

@@ -1,0 +1,128 @@
+"""Which backend runs a bundle here: a table of rules, first match wins.
+
+``choose_backend`` walks ``RULES`` in order and takes the first backend whose artifact the bundle
+has and whose libraries and devices this machine has. A new backend (TensorRT today, others
+later) plugs in by adding a row; the pipeline and the profiler only ever call ``create_runner``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from edgevision.backends import BACKENDS
+from edgevision.errors import BackendError, RegistryError
+
+if TYPE_CHECKING:
+    from edgevision.backends.base import Runner
+    from edgevision.bundle import Bundle
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Use ``backend`` when the bundle has ``artifact`` (None: any) and the machine can run it."""
+
+    backend: str
+    artifact: str | None
+    why: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "tensorrt", "int8-trt", "TensorRT and a CUDA device are present and the bundle has int8-trt"
+    ),
+    Rule("ort", None, "ONNX Runtime runs every bundle on the CPU"),
+)
+
+# Why a backend cannot be used here, keyed by name, for the error's "fix" line.
+INSTALL_HINTS = {
+    "tensorrt": "on a machine with an NVIDIA GPU, `pip install 'edgevision[tensorrt]'`; "
+    "or pass --backend ort",
+    "ort": "`pip install onnxruntime` (or onnxruntime-gpu)",
+    "torch": "`pip install 'edgevision[train]'` (the PyTorch reference is not for the vehicle)",
+}
+
+
+def backend_class(name: str) -> type[Runner] | None:
+    """The Runner class registered as ``name``, or None when its module cannot be imported."""
+    try:
+        return BACKENDS.get(name)
+    except RegistryError:
+        raise
+    except ImportError as exc:
+        # A backend whose module (or the library it wraps) is missing is simply not here.
+        log.debug("backend %s cannot be imported: %s", name, exc)
+        return None
+
+
+def is_backend_available(name: str) -> bool:
+    """Whether backend ``name`` can be imported and says this machine can run it."""
+    cls = backend_class(name)
+    if cls is None:
+        return False
+    try:
+        return bool(cls.is_available())
+    except Exception as exc:  # a probe that crashes (driver trouble) means "not here"
+        log.debug("backend %s availability probe failed: %s", name, exc)
+        return False
+
+
+def choose_backend(bundle: Bundle) -> str:
+    """The first backend in `RULES` that fits ``bundle`` and this machine."""
+    artifacts = bundle.artifacts
+    for rule in RULES:
+        if rule.artifact is not None and rule.artifact not in artifacts:
+            continue
+        if is_backend_available(rule.backend):
+            log.info("backend %s: %s", rule.backend, rule.why)
+            return rule.backend
+    raise BackendError(
+        f"no backend on this machine can run bundle {bundle.root} "
+        f"(artifacts: {', '.join(sorted(artifacts)) or 'none'})",
+        f"install ONNX Runtime: {INSTALL_HINTS['ort']}",
+    )
+
+
+def _accepts(func: Any, name: str) -> bool:
+    params = inspect.signature(func).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def create_runner(
+    bundle: Bundle,
+    backend: str = AUTO,
+    artifact: str | None = None,
+    threads: int = 0,
+    **options: Any,
+) -> Runner:
+    """An (inactive) Runner for ``bundle`` on ``backend`` (``"auto"``: `choose_backend`).
+
+    ``threads`` goes to backends that take it (ONNX Runtime); ``options`` are passed on to the
+    backend's ``from_bundle`` as they are (e.g. ``engine_cache`` for TensorRT).
+    """
+    name = choose_backend(bundle) if backend == AUTO else backend
+    if name not in BACKENDS:
+        raise BackendError(
+            f"unknown backend {name!r}", f"use one of: {', '.join([AUTO, *BACKENDS.names()])}"
+        )
+    cls = backend_class(name)
+    if cls is None or not is_backend_available(name):
+        raise BackendError(
+            f"backend {name!r} is not available on this machine",
+            INSTALL_HINTS.get(name, f"install the libraries backend {name!r} needs"),
+        )
+    kwargs = dict(options)
+    if _accepts(cls.from_bundle, "threads"):
+        kwargs["threads"] = threads
+    return cls.from_bundle(bundle, artifact=artifact, **kwargs)
+
+
+def backend_names() -> list[str]:
+    """Valid values of ``--backend``: ``auto`` and every registered backend."""
+    return [AUTO, *BACKENDS.names()]

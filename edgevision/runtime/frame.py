@@ -1,0 +1,73 @@
+"""What travels through the pipeline: a `Frame` (in flight) and a `Result` (what comes out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class Frame:
+    """One captured frame on its way through the stages.
+
+    ``capture_ts`` is ``time.perf_counter()`` when the source delivered the frame, so every
+    later stage measures latency from it; ``capture_time`` is the wall clock (``time.time()``)
+    for logs. ``segment`` counts reconnects: temporal smoothing restarts when it changes.
+    """
+
+    index: int
+    image: np.ndarray
+    capture_ts: float
+    capture_time: float
+    meta: dict[str, Any] = field(default_factory=dict)
+    segment: int = 0
+    tensor: np.ndarray | None = None
+    outputs: dict[str, np.ndarray] | None = None
+    age_ms: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class Result:
+    """The pipeline's answer for one frame.
+
+    ``label`` is ``"unknown"`` (and ``known`` False) when the smoothed top score is below the
+    threshold; ``topk`` always lists the best labels with their (smoothed) probabilities.
+    ``latency_ms`` is capture → result (postprocess done); ``age_ms`` is how old the frame was
+    when preprocessing picked it up; ``timings`` holds each stage's milliseconds for this
+    frame (``sink`` is filled in once the sinks have written it). ``image`` is the captured
+    BGR frame (for drawing); ``meta`` is what the source attached (e.g. ground truth).
+    """
+
+    frame_index: int
+    capture_ts: float
+    capture_time: float
+    label: str
+    score: float
+    topk: list[tuple[str, float]]
+    latency_ms: float
+    age_ms: float
+    known: bool = True
+    timings: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def to_event(self) -> dict[str, Any]:
+        """A JSON-ready dict (the JSON Lines event)."""
+        event = {
+            "frame": self.frame_index,
+            "capture_ts": round(self.capture_ts, 6),
+            "time": round(self.capture_time, 6),
+            "label": self.label,
+            "score": round(self.score, 6),
+            "known": self.known,
+            "topk": [[name, round(p, 6)] for name, p in self.topk],
+            "latency_ms": round(self.latency_ms, 3),
+            "age_ms": round(self.age_ms, 3),
+            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+        if self.meta:
+            event["meta"] = self.meta
+        return event

@@ -1,0 +1,47 @@
+"""Drawing a result onto its frame: label, score, FPS and latency in a readable box."""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import cv2
+import numpy as np
+
+from edgevision.runtime.frame import Result
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_GREEN, _AMBER, _WHITE, _BLACK = (60, 200, 60), (0, 170, 255), (255, 255, 255), (0, 0, 0)
+
+
+class RateMeter:
+    """Results per second over the last ``window`` results (what the overlay calls FPS)."""
+
+    def __init__(self, window: int = 30) -> None:
+        self._times: collections.deque[float] = collections.deque(maxlen=window)
+
+    def tick(self, now: float | None = None) -> float:
+        self._times.append(time.perf_counter() if now is None else now)
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+def annotate(image: np.ndarray, result: Result, fps: float) -> np.ndarray:
+    """A copy of ``image`` with the label, score, FPS and latency drawn in the top-left."""
+    out = image.copy()
+    h = out.shape[0]
+    scale = max(0.35, h / 480 * 0.6)
+    thick = max(1, round(scale * 2))
+    lines = [
+        (f"{result.label} {result.score:.2f}", _GREEN if result.known else _AMBER),
+        (f"{fps:.1f} FPS  {result.latency_ms:.1f} ms", _WHITE),
+    ]
+    y = 4
+    for text, colour in lines:
+        (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)
+        cv2.rectangle(out, (2, y), (8 + tw, y + th + base + 4), _BLACK, -1)
+        cv2.putText(out, text, (5, y + th + 2), _FONT, scale, colour, thick, cv2.LINE_AA)
+        y += th + base + 6
+    return out
