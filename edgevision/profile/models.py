@@ -1,0 +1,276 @@
+"""Model mode: every runnable artifact of a bundle, side by side, interleaved round-robin.
+
+One round runs one iteration of every artifact (at every batch size) and of the pre- and
+postprocessing stages, in a fresh random order, so that machine noise (another process, a thermal
+throttle, a cache flush) hits all of them alike instead of whichever happened to run then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgevision.backends import Runner
+from edgevision.backends.select import create_runner
+from edgevision.bundle import Bundle
+from edgevision.errors import BackendError, EdgeVisionError
+from edgevision.fileio import sha256_file
+from edgevision.preprocess import preprocess
+from edgevision.profile.machine import describe_machine
+from edgevision.profile.plan import Entry, deployed_key, plan_entries
+from edgevision.profile.report import Measurement, ProfileReport
+from edgevision.runtime.postprocess import Classifier
+
+# Returns the seconds one call took (a runner reports its own backend time).
+Timer = Callable[[], float]
+Progress = Callable[[int, int | None], None]
+
+FRAME_SIZE = (240, 320)  # (height, width): a real camera-sized frame for preprocessing
+TOP_K = 5
+
+
+def bundle_info(bundle: Bundle) -> dict[str, Any]:
+    """Path and identity of a bundle: the SHA-256 of its manifest names its exact contents."""
+    return {
+        "path": str(bundle.root),
+        "manifest_sha256": sha256_file(bundle.path("manifest.json")),
+        "labels": list(bundle.spec.labels),
+        "input_size": list(bundle.spec.input_size),
+    }
+
+
+def runner_timer(runner: Runner, feed: np.ndarray) -> Timer:
+    """Time one inference with the runner's own clock (backend time, validation excluded)."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        runner.infer(feed)
+        took = runner.last_inference_time()
+        return took if took is not None else time.perf_counter() - start
+
+    return run
+
+
+def call_timer(fn: Callable[[], Any]) -> Timer:
+    """Time one call of ``fn`` with a monotonic wall clock."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    return run
+
+
+def round_robin(
+    timers: Mapping[str, Timer],
+    iterations: int = 200,
+    seconds: float | None = None,
+    warmup: int = 20,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Run every timer once per round, in a fresh random order; samples in milliseconds.
+
+    ``seconds`` (if given) replaces ``iterations``: rounds continue until that much time has
+    passed. Warm-up rounds are run the same way and discarded.
+    """
+    names = list(timers)
+    rng = random.Random(seed)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(warmup):
+        for name in _shuffled(names, rng):
+            timers[name]()
+    deadline = time.perf_counter() + seconds if seconds is not None else math.inf
+    total = None if seconds is not None else iterations
+    r = 0
+    while (r < iterations) if seconds is None else (r == 0 or time.perf_counter() < deadline):
+        for name in _shuffled(names, rng):
+            samples[name].append(timers[name]() * 1000.0)
+        r += 1
+        if progress:
+            progress(r, total)
+    return samples
+
+
+def _shuffled(names: list[str], rng: random.Random) -> list[str]:
+    # A fresh order each round: what runs just before a timer (and so what is left in the
+    # caches) is spread evenly over all timers, instead of always being the same neighbour.
+    order = list(names)
+    rng.shuffle(order)
+    return order
+
+
+def validate_settings(
+    batch_sizes: Sequence[int], iterations: int, seconds: float | None, warmup: int, threads: int
+) -> None:
+    """Raise `EdgeVisionError` naming the first bad setting."""
+    if seconds is None and iterations < 1:
+        raise EdgeVisionError(
+            f"iterations must be at least 1, got {iterations}", "use e.g. --iterations 200"
+        )
+    if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
+        raise EdgeVisionError(f"seconds must be > 0, got {seconds}", "use e.g. --seconds 10")
+    if warmup < 0:
+        raise EdgeVisionError(f"warmup must be >= 0, got {warmup}", "use e.g. --warmup 20")
+    if threads < 0:
+        raise EdgeVisionError(f"threads must be >= 0 (0 = one per core), got {threads}")
+    if not batch_sizes or any(int(b) < 1 for b in batch_sizes):
+        raise EdgeVisionError(
+            f"batch sizes must be positive integers, got {list(batch_sizes)}", "use e.g. 1,8"
+        )
+
+
+def _feed_for(runner: Runner, x: np.ndarray, batch: int) -> np.ndarray | str:
+    """The batch-``batch`` input, or the reason this model cannot take it."""
+    meta = runner.input_metadata()[0]
+    fixed = meta.shape[0] if meta.shape else None
+    if isinstance(fixed, int) and fixed != batch:
+        return f"skipped: model input has a fixed batch of {fixed}"
+    return np.ascontiguousarray(np.repeat(x, batch, axis=0).astype(meta.dtype, copy=False))
+
+
+def _activate(entry: Entry, bundle: Bundle, threads: int, stack: contextlib.ExitStack) -> Runner:
+    runner = create_runner(bundle, entry.backend, artifact=entry.artifact.name, threads=threads)
+    stack.enter_context(runner)
+    return runner
+
+
+def _model_measurement(entry: Entry, batch: int, skipped: str | None = None) -> Measurement:
+    a = entry.artifact
+    return Measurement(
+        key=entry.key,
+        kind="model",
+        batch=batch,
+        artifact=a.name,
+        backend=entry.backend,
+        precision=a.precision,
+        target=a.target,
+        note=entry.note,
+        skipped=skipped or entry.skip,
+    )
+
+
+def _build_timers(
+    bundle: Bundle,
+    entries: list[Entry],
+    batch_sizes: Sequence[int],
+    threads: int,
+    stack: contextlib.ExitStack,
+) -> tuple[dict[str, Timer], dict[str, Measurement], list[Measurement], np.ndarray | None]:
+    """Activate each runnable entry, check it runs once, and make its timers."""
+    frame = np.random.default_rng(0).integers(0, 256, (*FRAME_SIZE, 3), dtype=np.uint8)
+    x = preprocess(frame, bundle.spec)
+    timers: dict[str, Timer] = {}
+    pending: dict[str, Measurement] = {}
+    skipped: list[Measurement] = []
+    logits = None
+    for entry in entries:
+        if entry.skip:
+            skipped.append(_model_measurement(entry, min(batch_sizes)))
+            continue
+        try:
+            runner = _activate(entry, bundle, threads, stack)
+            for batch in batch_sizes:
+                feed = _feed_for(runner, x, batch)
+                if isinstance(feed, str):
+                    skipped.append(_model_measurement(entry, batch, feed))
+                    continue
+                out = runner.infer(feed)  # a model that cannot run fails here, not mid-profile
+                if logits is None and batch == 1:
+                    logits = next(iter(out.values()))
+                tid = f"{entry.key}#{batch}"
+                timers[tid] = runner_timer(runner, feed)
+                pending[tid] = _model_measurement(entry, batch)
+        except BackendError as exc:
+            skipped.append(_model_measurement(entry, min(batch_sizes), f"failed: {exc.message}"))
+    timers["preprocess"] = call_timer(lambda: preprocess(frame, bundle.spec))
+    if logits is not None:
+        # The runtime's own postprocess (softmax + top-k), as the pipeline runs it per frame.
+        classify = Classifier(bundle.spec.labels, topk=TOP_K)
+        classify(logits)  # a model/labels mismatch fails here, before the timed rounds
+        timers["postprocess"] = call_timer(lambda: classify(logits))
+    return timers, pending, skipped, logits
+
+
+def profile_models(
+    bundle: Bundle | str,
+    artifacts: Sequence[str] | None = None,
+    batch_sizes: Sequence[int] = (1,),
+    iterations: int = 200,
+    seconds: float | None = None,
+    warmup: int = 20,
+    threads: int = 0,
+    baselines: Mapping[str, Callable[[], Any]] | None = None,
+    progress: Progress | None = None,
+) -> ProfileReport:
+    """Profile every artifact of ``bundle`` that can run here, interleaved round-robin.
+
+    Each artifact is timed at each of ``batch_sizes``; preprocessing (one camera-sized BGR
+    frame) and postprocessing (softmax + top-k) are timed as their own stages. Artifacts that
+    cannot run here (TensorRT without a GPU) are listed as skipped with the reason.
+    ``baselines`` are extra zero-argument callables timed in the same rounds (e.g. a bare
+    ``session.run`` to measure the profiler's own overhead).
+    """
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.open(bundle)
+    batch_sizes = sorted({int(b) for b in batch_sizes}) if batch_sizes else []
+    validate_settings(batch_sizes, iterations, seconds, warmup, threads)
+    entries = plan_entries(bundle, list(artifacts) if artifacts else None)
+    with contextlib.ExitStack() as stack:
+        timers, pending, skipped, _ = _build_timers(bundle, entries, batch_sizes, threads, stack)
+        for name, fn in (baselines or {}).items():
+            timers[f"baseline:{name}"] = call_timer(fn)
+        samples = round_robin(timers, iterations, seconds, warmup, progress)
+    measurements = [
+        Measurement(**{**m.__dict__, "samples_ms": samples[tid]}) for tid, m in pending.items()
+    ]
+    order = {e.key: i for i, e in enumerate(entries)}
+    measurements = sorted(measurements + skipped, key=lambda m: (order[m.key], m.batch))
+    measurements += [_stage(name, samples.get(name)) for name in ("preprocess", "postprocess")]
+    measurements += [
+        Measurement(key=t, kind="baseline", samples_ms=samples[t])
+        for t in samples
+        if t.startswith("baseline:")
+    ]
+    return ProfileReport(
+        mode="models",
+        bundle=bundle_info(bundle),
+        machine=describe_machine(),
+        settings={
+            "batch_sizes": batch_sizes,
+            "iterations": iterations if seconds is None else None,
+            "seconds": seconds,
+            "warmup": warmup,
+            "threads": threads,
+            "rounds": len(next(iter(samples.values()))) if samples else 0,
+            "frame_size": list(FRAME_SIZE),
+        },
+        measurements=[m for m in measurements if m is not None],
+        deployed=deployed_key(bundle),
+    )
+
+
+def _stage(name: str, samples: list[float] | None) -> Measurement | None:
+    if samples is None:
+        return None
+    return Measurement(key=name, kind="stage", samples_ms=samples)
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """``"1,8"`` → ``[1, 8]``; anything else is an `EdgeVisionError` naming the bad part."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise EdgeVisionError(
+                f"batch size {part!r} in {text!r} is not a positive integer", "use e.g. 1,8"
+            )
+        out.append(int(part))
+    return sorted(set(out))
