@@ -133,7 +133,7 @@ def _gate(report: ProfileReport, budget_ms: float, percentile: str, artifact: st
     from edgevision.profile.render import budget_text
 
     result = check_budget(report, budget_ms, percentile, artifact)
-    Console(stderr=not result.ok).print(budget_text(result))
+    Console(stderr=not result.ok, soft_wrap=True).print(budget_text(result))
     if not result.ok:
         raise typer.Exit(EXIT_BUDGET)
 

@@ -9,6 +9,7 @@ from edgevision.profile.budget import EXIT_BUDGET, BudgetResult, check_budget
 from edgevision.profile.compare import Change, Comparison, compare, parse_threshold
 from edgevision.profile.machine import describe_machine
 from edgevision.profile.models import parse_batch_sizes, profile_models
+from edgevision.profile.pipeline import profile_pipeline
 from edgevision.profile.plot import plot_report
 from edgevision.profile.report import Measurement, PipelineProfile, ProfileReport
 from edgevision.profile.stats import PERCENTILES, LatencyStats, summarize
@@ -30,5 +31,6 @@ __all__ = [
     "parse_threshold",
     "plot_report",
     "profile_models",
+    "profile_pipeline",
     "summarize",
 ]

@@ -14,6 +14,11 @@ from edgevision.profile.stats import check_percentile
 EXIT_BUDGET = 3
 
 _GATEABLE = ("model", "pipeline")
+# What an unnamed budget target is, by report mode (said in the message).
+_DEFAULT_WHY = {
+    "models": "the deployed artifact: the one the runtime runs on this machine",
+    "pipeline": "end to end through the runtime",
+}
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class BudgetResult:
     value_ms: float
     budget_ms: float
     default_target: bool  # the artifact was not named: the deployed one was gated
+    mode: str = "models"
 
     @property
     def over_ms(self) -> float:
@@ -39,7 +45,7 @@ class BudgetResult:
 
     @property
     def message(self) -> str:
-        what = f"{self.key}" + (" (the deployed artifact)" if self.default_target else "")
+        what = self.key + (f" ({_DEFAULT_WHY[self.mode]})" if self.default_target else "")
         head = f"{what} {self.percentile} = {self.value_ms:.3f} ms at batch {self.batch}"
         if self.ok:
             return (
@@ -112,4 +118,5 @@ def check_budget(
         value_ms=value,
         budget_ms=float(budget_ms),
         default_target=artifact is None,
+        mode=report.mode,
     )

@@ -32,7 +32,9 @@ def _row(m: Measurement, deployed: str | None) -> list[str]:
         return [*head, *["–"] * (len(STAT_ORDER) + 1)]
     assert m.stats is not None
     stats = [f"{m.stats.get(s):.3f}" for s in STAT_ORDER]
-    return [*head, *stats, f"{m.stats.throughput:,.0f}"]
+    # In a pipeline the stages overlap, so 1/latency is no rate: the run's fps is in the counts.
+    rate = "–" if m.kind == "pipeline" else f"{m.stats.throughput:,.0f}"
+    return [*head, *stats, rate]
 
 
 def report_table(report: ProfileReport) -> Table:
@@ -43,7 +45,8 @@ def report_table(report: ProfileReport) -> Table:
         caption=(
             f"bundle {report.bundle.get('path')} "
             f"(manifest {str(report.bundle.get('manifest_sha256', ''))[:12]}), "
-            f"threads {s.get('threads')}, {s.get('rounds', '?')} rounds; ms; ★ = deployed"
+            f"threads {s.get('threads')}, {s.get('rounds', '?')} "
+            f"{'frames' if report.mode == 'pipeline' else 'rounds'}; ms; ★ = deployed"
         ),
         box=box.SIMPLE_HEAD,
     )
@@ -58,13 +61,15 @@ def report_table(report: ProfileReport) -> Table:
 
 def notes(report: ProfileReport) -> list[Text]:
     """One line per measurement that was skipped or carries a note (e.g. "not the device")."""
-    out, seen = [], set()
+    by_text: dict[str, list[Measurement]] = {}
     for m in report.measurements:
         text = m.skipped or m.note
-        if text and m.key not in seen:
-            seen.add(m.key)
-            out.append(Text(f"{m.key}: {text}", style="yellow" if m.skipped else "dim"))
-    return out
+        if text and m.key not in {k.key for k in by_text.get(text, [])}:
+            by_text.setdefault(text, []).append(m)
+    return [
+        Text(f"{', '.join(m.key for m in ms)}: {text}", style="yellow" if ms[0].skipped else "dim")
+        for text, ms in by_text.items()
+    ]
 
 
 def counts_line(report: ProfileReport) -> str:

@@ -24,7 +24,7 @@ def test_default_gates_the_deployed_artifact_and_says_so():
     report = fake_report({"fp32": SAMPLES, "int8-cpu": [x / 10 for x in SAMPLES]}, "int8-cpu")
     result = check_budget(report, 12.0)
     assert result.ok and result.key == "int8-cpu" and result.default_target
-    assert "int8-cpu (the deployed artifact)" in result.message
+    assert "int8-cpu (the deployed artifact: the one the runtime runs" in result.message
     assert "within budget" in result.message and "p99" in result.message
     assert not check_budget(report, 5.0, "p50").ok
     assert check_budget(report, 5.1, "p50").ok

@@ -38,7 +38,7 @@ def test_missed_budget_exits_3_and_says_by_how_much(bundle, capsys):
     code = run(["profile", bundle, *FAST, "--budget-ms", "0.000001", "--percentile", "p50"])
     assert code == EXIT_BUDGET
     err = capsys.readouterr().err
-    assert "budget missed" in err and "fp32 (the deployed artifact)" in err and "p50" in err
+    assert "budget missed" in err and "fp32 (the deployed artifact" in err and "p50" in err
     assert "over the 1e-06 ms budget" in err
 
 
@@ -89,3 +89,15 @@ def test_compare_exits_3_on_regression(tmp_path, capsys):
     args = ["profile", "--compare", tmp_path / "a.json", tmp_path / "b.json"]
     assert run([*args, "--threshold", "60%"]) == 0
     assert run(["profile", "--compare", tmp_path / "b.json", tmp_path / "a.json"]) == 0
+
+
+def test_no_bundle_exits_2(capsys):
+    assert run(["profile"]) == 2
+    assert "no BUNDLE given" in capsys.readouterr().err
+
+
+def test_seconds_mode(bundle, tmp_path):
+    out = tmp_path / "r.json"
+    assert run(["profile", bundle, "--seconds", "0.2", "--warmup", "0", "--json", out]) == 0
+    data = json.loads(out.read_text())
+    assert data["settings"]["seconds"] == 0.2 and data["settings"]["rounds"] >= 1
