@@ -1,0 +1,621 @@
+"""Build a TensorRT engine from a bundle, on the device that will run it.
+
+INT8 is explicit quantization: TensorRT reads the scales from the Q/DQ nodes of
+``model.int8.trt.onnx`` (no calibrator: deprecated in TensorRT 10.1, removed in 11).
+
+* TensorRT 10: a weakly typed network with ``BuilderFlag.INT8`` (plus ``BuilderFlag.FP16`` for
+  the layers left in float when ``fp16_fallback``); ``precision="fp16"`` sets ``FP16`` on the
+  FP32 model.
+* TensorRT 11: every network is strongly typed and the precision flags are gone; the types in
+  the ONNX decide. ``fp16`` and ``fp16_fallback`` are refused with the way out.
+
+Engines are written atomically beside the bundle (or into the engine cache folder when the
+bundle folder is read-only) and recorded with what they were built for; see `staleness`.
+
+None of this has run on a GPU yet: it is written against NVIDIA's documented Python API and
+tested against a recording fake of it (tests/backends/tensorrt/conftest.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgevision.backends.tensorrt.cuda_memory import CudaMemory, open_memory
+from edgevision.backends.tensorrt.naming import (
+    engine_file_name,
+    resolve_engine_cache,
+    timing_cache_name,
+)
+from edgevision.backends.tensorrt.staleness import (
+    BUILD_FIX,
+    EngineRecord,
+    Environment,
+    StaleEngineError,
+    bundle_records,
+    cache_records,
+    describe,
+    file_problem,
+    identity_differences,
+    settings_differences,
+    write_sidecar,
+)
+from edgevision.backends.tensorrt.trt_api import import_tensorrt, trt_logger, trt_major
+from edgevision.errors import BackendError, BuildError, DataError
+from edgevision.fileio import atomic_write_bytes, sha256_bytes, sha256_file
+
+if TYPE_CHECKING:
+    from edgevision.bundle import Bundle
+    from edgevision.spec import ModelSpec
+
+_LOG = logging.getLogger(__name__)
+
+# Which bundle artifact each precision is built from.
+PRECISION_ARTIFACT = {"int8": "int8-trt", "fp16": "fp32", "fp32": "fp32"}
+MAX_PARITY_IMAGES = 256
+_READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What an engine is built with (checked before TensorRT is touched)."""
+
+    precision: str = "int8"
+    workspace_mb: int = 1024
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 8
+    dla_core: int | None = None
+    fp16_fallback: bool = False
+    opt_level: int = 3
+
+    def check(self) -> None:
+        """Raise `BuildError` naming the first bad option."""
+        if self.precision not in PRECISION_ARTIFACT:
+            raise BuildError(
+                f"unknown TensorRT precision {self.precision!r}",
+                f"use one of: {', '.join(PRECISION_ARTIFACT)}",
+            )
+        if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
+            raise BuildError(
+                f"batch range min={self.min_batch} opt={self.opt_batch} max={self.max_batch} "
+                "is not ordered",
+                "give 1 <= min_batch <= opt_batch <= max_batch",
+            )
+        if self.workspace_mb < 1:
+            raise BuildError(f"workspace_mb {self.workspace_mb} must be at least 1")
+        if not (0 <= self.opt_level <= 5):
+            raise BuildError(
+                f"builder optimisation level {self.opt_level} is out of range",
+                "use 0..5 (TensorRT's default is 3)",
+            )
+        if self.dla_core is not None and self.dla_core < 0:
+            raise BuildError(f"dla_core {self.dla_core} must be >= 0, or None for the GPU")
+        if self.fp16_fallback and self.precision != "int8":
+            raise BuildError(
+                f"fp16_fallback applies to precision int8, not {self.precision}",
+                "drop fp16_fallback, or use precision='fp16' for an FP16 engine",
+            )
+
+    def check_for(self, major: int) -> None:
+        """Refuse what this TensorRT major version cannot do."""
+        if major >= 11 and (self.precision == "fp16" or self.fp16_fallback):
+            what = "precision='fp16'" if self.precision == "fp16" else "fp16_fallback"
+            raise BuildError(
+                f"{what} needs BuilderFlag.FP16, which TensorRT 11 removed: networks are "
+                "strongly typed and the ONNX types decide the precision",
+                "build precision='int8' (Q/DQ) or 'fp32'; for FP16, convert the ONNX with "
+                "ModelOpt AutoCast first, or use TensorRT 10",
+            )
+
+    @property
+    def device(self) -> str:
+        return "gpu" if self.dla_core is None else f"dla{self.dla_core}"
+
+    def settings(self) -> dict[str, Any]:
+        """The options as an engine record stores them."""
+        d = asdict(self)
+        del d["dla_core"], d["precision"]
+        return {**d, "device": self.device}
+
+
+def current_environment(trt: Any, memory: CudaMemory) -> Environment:
+    """TensorRT version, GPU name and compute capability of this machine."""
+    if memory.device_count() < 1:
+        raise BackendError(
+            f"no CUDA device is visible to {memory.name}",
+            "TensorRT engines are built and run on an NVIDIA GPU; check nvidia-smi / tegrastats",
+        )
+    info = memory.device_info(0)
+    return Environment(str(trt.__version__), info.name, info.compute_capability)
+
+
+# -- the public entry points ----------------------------------------------------------------
+def build_engine(
+    bundle_path: str | os.PathLike[str],
+    precision: str = "int8",
+    workspace_mb: int = 1024,
+    min_batch: int = 1,
+    opt_batch: int = 1,
+    max_batch: int = 8,
+    dla_core: int | None = None,
+    fp16_fallback: bool = False,
+    opt_level: int = 3,
+    timing_cache: str | os.PathLike[str] | None = None,
+    engine_cache: str | os.PathLike[str] | None = None,
+    rebuild_if_stale: bool = False,
+    *,
+    parity_images: Sequence[str | os.PathLike[str] | np.ndarray] | None = None,
+) -> EngineRecord:
+    """Build (or reuse) this device's engine for ``bundle_path`` and record it.
+
+    ``precision`` int8 builds ``model.int8.trt.onnx`` (Q/DQ), fp16/fp32 build
+    ``model.fp32.onnx``. The optimisation profile spans ``min/opt/max_batch`` on the bundle's
+    input. ``timing_cache`` (default: in the engine cache folder) is loaded when present and
+    saved after the build. ``engine_cache`` puts the engine there instead of beside the bundle
+    (which is also where it goes when the bundle folder is read-only). An engine of the same
+    name built with other options is replaced only with ``rebuild_if_stale``. When
+    ``parity_images`` are given, or the bundle's calibration images are reachable, the engine
+    is compared with the FP32 ONNX Runtime outputs (`engine_parity`) and the result stored.
+    """
+    from edgevision.bundle import Bundle
+
+    opts = BuildOptions(
+        precision, workspace_mb, min_batch, opt_batch, max_batch, dla_core, fp16_fallback,
+        opt_level,
+    )  # fmt: skip
+    opts.check()
+    bundle = Bundle.open(bundle_path)
+    art = bundle.artifact(PRECISION_ARTIFACT[precision])
+    trt = import_tensorrt()
+    opts.check_for(trt_major(trt))
+    memory = open_memory()
+    try:
+        with memory.in_context():
+            record = _build_or_reuse(trt, memory, bundle, art.name, art.file, opts, timing_cache,
+                                     engine_cache, rebuild_if_stale)  # fmt: skip
+    finally:
+        memory.close()
+    images = list(parity_images) if parity_images is not None else calibration_images(bundle)
+    if images and record.parity is None:
+        record = record.with_parity(engine_parity(bundle, record, images[:MAX_PARITY_IMAGES]))
+        _save_record(bundle, record)
+    return record
+
+
+def select_engine(
+    bundle: Bundle,
+    precision: str = "int8",
+    artifact: str | None = None,
+    engine_cache: str | os.PathLike[str] | None = None,
+    rebuild_if_stale: bool = False,
+) -> EngineRecord:
+    """The engine of ``bundle`` that fits this machine, or a clear error.
+
+    An engine built for another TensorRT version, GPU or ONNX (or whose bytes changed) is
+    refused with what differs; ``rebuild_if_stale`` rebuilds it here with the same options.
+    """
+    art_name = _artifact_for(precision, artifact)
+    art = bundle.artifact(art_name)
+    trt = import_tensorrt()
+    memory = open_memory()
+    try:
+        here = current_environment(trt, memory)
+    finally:
+        memory.close()
+    cache_dir = resolve_engine_cache(engine_cache)
+    candidates = [
+        r
+        for r in bundle_records(bundle) + cache_records(cache_dir, art.file)
+        if r.precision == precision and r.onnx_file == art.file
+    ]
+    candidates.sort(key=lambda r: r.built_at, reverse=True)
+    if not candidates:
+        raise BackendError(
+            f"bundle {bundle.root} has no TensorRT {precision} engine "
+            f"(looked in the bundle and in {cache_dir})",
+            BUILD_FIX.format(bundle=bundle.root),
+        )
+    problems = {}
+    for record in candidates:
+        diffs = identity_differences(record, here, art.sha256)
+        problem = file_problem(record) if not diffs else None
+        if not diffs and problem is None:
+            return record
+        problems[record] = diffs or [problem]
+    if rebuild_if_stale:
+        return _rebuild_like(bundle, candidates[0], engine_cache, trt_major(trt))
+    lines = "\n".join(f"  - {describe(r)}: " + "; ".join(ps) for r, ps in problems.items())
+    raise StaleEngineError(
+        f"bundle {bundle.root} has no usable TensorRT {precision} engine for this machine "
+        f"(TensorRT {here.trt_version}, {here.gpu_name} sm {here.compute_capability}):\n{lines}",
+        BUILD_FIX.format(bundle=bundle.root) + " (or pass rebuild_if_stale=True)",
+    )
+
+
+def engine_parity(
+    bundle: Bundle | str | os.PathLike[str],
+    engine_record: EngineRecord,
+    images: Sequence[str | os.PathLike[str] | np.ndarray],
+) -> dict[str, Any]:
+    """Compare the engine's outputs with FP32 ONNX Runtime on ``images`` (paths or BGR frames).
+
+    Returns the number of images, top-1 agreement (fraction) and the max / mean absolute
+    error of the first output. Both runners get the same `preprocess` tensor.
+    """
+    from edgevision.backends.ort.runner import OrtRunner
+    from edgevision.backends.tensorrt.runner import TrtRunner
+    from edgevision.bundle import Bundle
+
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.open(bundle)
+    if not images:
+        raise DataError("engine_parity needs at least one image", "pass image paths or frames")
+    reference = OrtRunner(bundle.path(bundle.artifact("fp32").file), threads=0, name="ort:fp32")
+    engine = TrtRunner(engine_record.path, record=engine_record)
+    with reference, engine:
+        pairs = [_outputs_pair(reference, engine, bundle.spec, img) for img in images]
+    agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in pairs)
+    errors = [np.abs(a.astype(np.float64) - b.astype(np.float64)) for a, b in pairs]
+    return {
+        "reference": "fp32 onnxruntime",
+        "images": len(pairs),
+        "top1_agreement": agree / len(pairs),
+        "max_abs_error": float(max(e.max() for e in errors)),
+        "mean_abs_error": float(np.mean([e.mean() for e in errors])),
+    }
+
+
+def calibration_images(bundle: Bundle) -> list[Path]:
+    """The bundle's calibration images that exist on this machine (may be none).
+
+    Reads ``calibration.json``: entries under ``"images"`` (or ``"files"``), each a path or an
+    object with ``"path"``, relative to the manifest's ``"root"`` when it has one, else to the
+    bundle folder.
+    """
+    path = bundle.path("calibration.json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    entries = data.get("images") or data.get("files") or []
+    base = Path(data["root"]) if isinstance(data.get("root"), str) else bundle.root
+    if not base.is_absolute():
+        base = bundle.root / base
+    found = []
+    for entry in entries if isinstance(entries, list) else []:
+        rel = entry.get("path") if isinstance(entry, dict) else entry
+        if isinstance(rel, str) and (base / rel).is_file():
+            found.append(base / rel)
+    return found
+
+
+# -- building ---------------------------------------------------------------------------------
+def _build_or_reuse(
+    trt: Any,
+    memory: CudaMemory,
+    bundle: Bundle,
+    artifact: str,
+    onnx_file: str,
+    opts: BuildOptions,
+    timing_cache: str | os.PathLike[str] | None,
+    engine_cache: str | os.PathLike[str] | None,
+    rebuild_if_stale: bool,
+) -> EngineRecord:
+    here = current_environment(trt, memory)
+    onnx_path = bundle.path(onnx_file)
+    onnx_sha = sha256_file(onnx_path)
+    name = engine_file_name(
+        onnx_file, here.trt_version, here.gpu_name, here.compute_capability, opts.precision,
+        onnx_sha, opts.dla_core,
+    )  # fmt: skip
+    cache_dir = resolve_engine_cache(engine_cache)
+    existing = _existing_record(bundle, cache_dir, engine_cache, onnx_file, name)
+    if existing is not None:
+        problems = settings_differences(existing, opts.settings())
+        problem = file_problem(existing)
+        problems += [problem] if problem else []
+        if not problems:
+            _LOG.info("engine %s is up to date; not rebuilding", existing.path)
+            return existing
+        if not rebuild_if_stale:
+            raise StaleEngineError(
+                f"engine {existing.path} already exists but " + "; ".join(problems),
+                "pass rebuild_if_stale=True to rebuild and replace it",
+            )
+    tc_path = (
+        Path(timing_cache)
+        if timing_cache
+        else cache_dir / timing_cache_name(here.trt_version, here.gpu_name, here.compute_capability)
+    )
+    start = time.perf_counter()
+    blob, input_name, strongly_typed = _build_serialized(trt, onnx_path, bundle.spec, opts, tc_path)
+    seconds = time.perf_counter() - start
+    fields = dict(
+        artifact=artifact, onnx_file=onnx_file, onnx_sha256=onnx_sha, precision=opts.precision,
+        trt_version=here.trt_version, gpu_name=here.gpu_name,
+        compute_capability=here.compute_capability, input_name=input_name,
+        strongly_typed=strongly_typed, sha256=sha256_bytes(blob), size_bytes=len(blob),
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        build_seconds=round(seconds, 3), timing_cache=str(tc_path), parity=None,
+        **opts.settings(),
+    )  # fmt: skip
+    return _store(bundle, cache_dir, engine_cache, name, blob, fields)
+
+
+def _build_serialized(
+    trt: Any, onnx_path: Path, spec: ModelSpec, opts: BuildOptions, timing_cache: Path
+) -> tuple[bytes, str, bool]:
+    logger = trt_logger(trt)
+    logger.captured.messages.clear()
+    builder = trt.Builder(logger)
+    flags, strongly_typed = _network_flags(trt)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    _parse(trt, parser, onnx_path)
+    input_name = _checked_input(network, spec, opts)
+    config = builder.create_builder_config()
+    if not strongly_typed:
+        _set_precision_flags(trt, config, opts)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mb << 20)
+    config.builder_optimization_level = opts.opt_level
+    _add_profile(builder, config, input_name, spec, opts)
+    _use_dla(trt, builder, config, opts)
+    _load_timing_cache(config, timing_cache)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        errors = "\n".join("  " + m for m in logger.captured.errors()) or "  (no error logged)"
+        raise BuildError(
+            f"TensorRT {trt.__version__} could not build an engine from {onnx_path.name}:\n"
+            f"{errors}",
+            "raise workspace_mb, lower max_batch, or check the model's operators",
+        )
+    _save_timing_cache(config, timing_cache)
+    return bytes(memoryview(serialized)), input_name, strongly_typed
+
+
+def _network_flags(trt: Any) -> tuple[int, bool]:
+    """(create_network flags, strongly typed?)."""
+    if trt_major(trt) >= 11:
+        # Always strongly typed in 11; the flag is kept for compatibility (and ignored).
+        flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        return (0 if flag is None else 1 << int(flag)), True
+    # TensorRT 10: networks are always explicit batch (EXPLICIT_BATCH is deprecated and
+    # ignored), and weakly typed, so precision comes from the builder flags below.
+    return 0, False
+
+
+def _set_precision_flags(trt: Any, config: Any, opts: BuildOptions) -> None:
+    if opts.precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        if opts.fp16_fallback:
+            config.set_flag(trt.BuilderFlag.FP16)
+    elif opts.precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+
+
+def _parse(trt: Any, parser: Any, onnx_path: Path) -> None:
+    if parser.parse(onnx_path.read_bytes()):
+        return
+    errors = [_parser_error_line(parser.get_error(i)) for i in range(parser.num_errors)]
+    listed = "\n".join(f"  - {e}" for e in errors) or "  - (the parser reported no details)"
+    raise BuildError(
+        f"TensorRT {trt.__version__}'s ONNX parser rejected {onnx_path.name} "
+        f"({len(errors)} error(s)):\n{listed}",
+        "these operators are not supported by this TensorRT; re-export the model with "
+        "supported operators (or a lower opset), or upgrade TensorRT",
+    )
+
+
+def _parser_error_line(error: Any) -> str:
+    index = error.node()
+    name = error.node_name() if hasattr(error, "node_name") else ""
+    op = error.node_operator() if hasattr(error, "node_operator") else ""
+    if name or index >= 0:
+        where = f"node {name or '#' + str(index)}" + (f" ({op})" if op else "")
+    else:
+        where = "graph"
+    return f"{where}: {error.code()}: {error.desc()}"
+
+
+def _checked_input(network: Any, spec: ModelSpec, opts: BuildOptions) -> str:
+    if network.num_inputs != 1:
+        names = [network.get_input(i).name for i in range(network.num_inputs)]
+        raise BuildError(f"the model has {network.num_inputs} inputs {names}; edgevision feeds one")
+    tensor = network.get_input(0)
+    shape = tuple(int(d) for d in tensor.shape)
+    want = tuple(int(d) for d in spec.input_shape(1))
+    fits = len(shape) == len(want) and all(
+        s in (-1, w) for s, w in zip(shape[1:], want[1:], strict=True)
+    )
+    if not fits:
+        raise BuildError(
+            f"ONNX input {tensor.name!r} has shape {list(shape)}, the bundle spec says "
+            f"{['batch', *want[1:]]}",
+            "rebuild the bundle so the model and its ModelSpec agree",
+        )
+    if shape[0] != -1 and not (opts.min_batch == opts.max_batch == shape[0]):
+        raise BuildError(
+            f"ONNX input {tensor.name!r} has a fixed batch of {shape[0]}, but the profile asks "
+            f"for {opts.min_batch}..{opts.max_batch}",
+            f"use min/opt/max batch {shape[0]}, or export the model with a dynamic batch",
+        )
+    return str(tensor.name)
+
+
+def _add_profile(
+    builder: Any, config: Any, input_name: str, spec: ModelSpec, opts: BuildOptions
+) -> None:
+    profile = builder.create_optimization_profile()
+    profile.set_shape(
+        input_name,
+        min=spec.input_shape(opts.min_batch),
+        opt=spec.input_shape(opts.opt_batch),
+        max=spec.input_shape(opts.max_batch),
+    )
+    config.add_optimization_profile(profile)
+
+
+def _use_dla(trt: Any, builder: Any, config: Any, opts: BuildOptions) -> None:
+    if opts.dla_core is None:
+        return
+    cores = int(builder.num_DLA_cores)
+    if opts.dla_core >= cores:
+        raise BuildError(
+            f"DLA core {opts.dla_core} was asked for, but this device has {cores} DLA core(s) "
+            f"with TensorRT {trt.__version__}",
+            "leave dla_core unset to build for the GPU"
+            + (f", or use 0..{cores - 1}" if cores else ""),
+        )
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = opts.dla_core
+    # Layers DLA cannot run go to the GPU instead of failing the build.
+    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+
+
+def _load_timing_cache(config: Any, path: Path) -> None:
+    data = b""
+    if path.is_file():
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            _LOG.warning("timing cache %s unreadable (%s); starting an empty one", path, exc)
+    cache = config.create_timing_cache(data)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        _LOG.warning("timing cache %s does not fit this build; starting an empty one", path)
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def _save_timing_cache(config: Any, path: Path) -> None:
+    # The timing cache only speeds up the next build: failing to save it is not an error.
+    try:
+        atomic_write_bytes(path, bytes(memoryview(config.get_timing_cache().serialize())))
+    except OSError as exc:
+        _LOG.warning("could not save the timing cache to %s: %s", path, exc)
+
+
+# -- storing and finding engines ---------------------------------------------------------------
+def _store(
+    bundle: Bundle,
+    cache_dir: Path,
+    engine_cache: str | os.PathLike[str] | None,
+    name: str,
+    blob: bytes,
+    fields: dict[str, Any],
+) -> EngineRecord:
+    path, location = None, "cache"
+    if engine_cache is None:
+        try:
+            path, location = atomic_write_bytes(bundle.root / name, blob), "bundle"
+        except OSError as exc:
+            if exc.errno not in _READ_ONLY_ERRNOS:
+                raise
+            _LOG.warning(
+                "bundle folder %s is read-only (%s); writing the engine to %s",
+                bundle.root, exc.strerror, cache_dir,
+            )  # fmt: skip
+    if path is None:
+        try:
+            path = atomic_write_bytes(cache_dir / name, blob)
+        except OSError as exc:
+            raise BuildError(
+                f"cannot write the engine to the cache folder {cache_dir}: {exc.strerror}",
+                "pass engine_cache=<a writable folder> or set $EDGEVISION_ENGINE_CACHE",
+            ) from None
+    record = EngineRecord(path=path, location=location, **fields)
+    _save_record(bundle, record)
+    return record
+
+
+def _save_record(bundle: Bundle, record: EngineRecord) -> None:
+    """Into the manifest when the engine is in the bundle folder, else into a sidecar."""
+    if record.location == "bundle":
+        engines = bundle.manifest.setdefault("engines", {})
+        engines[record.file] = record.to_dict(relative_to=bundle.root)
+        bundle.save_manifest()
+    else:
+        write_sidecar(record)
+
+
+def _existing_record(
+    bundle: Bundle,
+    cache_dir: Path,
+    engine_cache: str | os.PathLike[str] | None,
+    onnx_file: str,
+    name: str,
+) -> EngineRecord | None:
+    records = [] if engine_cache is not None else bundle_records(bundle)
+    records += cache_records(cache_dir, onnx_file)
+    return next((r for r in records if r.file == name), None)
+
+
+def _artifact_for(precision: str, artifact: str | None) -> str:
+    if precision not in PRECISION_ARTIFACT:
+        raise BackendError(
+            f"unknown TensorRT precision {precision!r}",
+            f"use one of: {', '.join(PRECISION_ARTIFACT)}",
+        )
+    wanted = PRECISION_ARTIFACT[precision]
+    if artifact is not None and artifact != wanted:
+        raise BackendError(
+            f"a TensorRT {precision} engine is built from the {wanted!r} artifact, "
+            f"not {artifact!r}",
+            f"omit artifact, or pass artifact={wanted!r}",
+        )
+    return wanted
+
+
+def _rebuild_like(
+    bundle: Bundle, record: EngineRecord, engine_cache: Any, major: int
+) -> EngineRecord:
+    _LOG.warning("rebuilding stale TensorRT engine %s for this machine", record.file)
+    dla = None if record.device == "gpu" else int(record.device.removeprefix("dla"))
+    return build_engine(
+        bundle.root,
+        precision=record.precision,
+        workspace_mb=record.workspace_mb,
+        min_batch=record.min_batch,
+        opt_batch=record.opt_batch,
+        max_batch=record.max_batch,
+        dla_core=dla,
+        fp16_fallback=record.fp16_fallback and major < 11,
+        opt_level=record.opt_level,
+        engine_cache=engine_cache,
+        rebuild_if_stale=True,
+        parity_images=[],
+    )
+
+
+def _outputs_pair(
+    reference: Any, engine: Any, spec: ModelSpec, image: str | os.PathLike[str] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    from edgevision.data.images import read_image
+    from edgevision.preprocess import preprocess
+
+    frame = image if isinstance(image, np.ndarray) else read_image(image)
+    x = preprocess(frame, spec)
+    ref = reference.infer(x)
+    got = engine.infer(x)
+    name = next((n for n in reference.output_names() if n in got), None)
+    if name is None:
+        raise BuildError(
+            f"the engine's outputs {sorted(got)} do not match the ONNX outputs "
+            f"{reference.output_names()}"
+        )
+    if ref[name].shape != got[name].shape:
+        raise BuildError(
+            f"output {name!r}: engine shape {list(got[name].shape)} vs ONNX {list(ref[name].shape)}"
+        )
+    return ref[name], got[name]

@@ -1,0 +1,197 @@
+"""TrtRunner against the fake tensorrt + fake cuda-python / pycuda memory."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+from edgevision.backends import BACKENDS
+from edgevision.backends.ort.runner import OrtRunner
+from edgevision.backends.tensorrt.engine import build_engine, select_engine
+from edgevision.backends.tensorrt.runner import TrtRunner
+from edgevision.backends.tensorrt.staleness import StaleEngineError
+from edgevision.bundle import Bundle
+from edgevision.errors import BackendError
+
+
+def _batch(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, 3, 32, 48)).astype(np.float32)
+
+
+def _ort_logits(bundle: Bundle, x: np.ndarray) -> np.ndarray:
+    with OrtRunner(bundle.path("model.int8.trt.onnx"), threads=1) as ref:
+        return ref.infer(x)["logits"]
+
+
+def test_registry_entry_is_this_runner():
+    assert BACKENDS.get("tensorrt") is TrtRunner
+
+
+def test_runs_like_onnx_runtime_for_each_batch_size(trt, trt_bundle, gpu):
+    build_engine(trt_bundle, max_batch=4)
+    bundle = Bundle.open(trt_bundle)
+    with TrtRunner.from_bundle(bundle) as runner:
+        (meta,) = runner.input_metadata()
+        assert meta.name == "input" and meta.shape == (None, 3, 32, 48)
+        assert meta.dtype == np.float32 and runner.output_names() == ["logits"]
+        for n in (1, 3, 4):
+            out = runner.infer(_batch(n, seed=n))
+            np.testing.assert_allclose(out["logits"], _ort_logits(bundle, _batch(n, seed=n)),
+                                       rtol=1e-6)  # fmt: skip
+            assert runner.last_inference_time() > 0
+    assert gpu.blocks == {} and gpu.streams == {}  # everything freed, stream destroyed
+
+
+def test_tensors_are_bound_by_name_and_copied_through_pinned_memory(trt, trt_bundle, gpu):
+    build_engine(trt_bundle, max_batch=4)
+    with TrtRunner.from_bundle(Bundle.open(trt_bundle)) as runner:
+        allocs = [c for c in gpu.calls if c[0] == "alloc"]
+        # sized once for the largest batch: input 4x3x32x48 floats, output 4x3 floats
+        assert allocs == [("alloc", "pinned", 4 * 3 * 32 * 48 * 4), ("alloc", "device", 73728),
+                          ("alloc", "pinned", 48), ("alloc", "device", 48)]  # fmt: skip
+        ctx = runner._context
+        assert set(ctx.addresses) == {"input", "logits"}
+        gpu.calls.clear()
+        runner.infer(_batch(2))
+        assert ctx.shapes == {"input": (2, 3, 32, 48)}
+    ops = [c[0] for c in gpu.calls if c[0] in ("htod", "execute", "dtoh", "sync")]
+    assert ops == ["htod", "execute", "dtoh", "sync"]  # async on one stream, one sync
+    sizes = {c[0]: c[1] for c in gpu.calls if c[0] in ("htod", "dtoh")}
+    assert sizes == {"htod": 2 * 3 * 32 * 48 * 4, "dtoh": 2 * 3 * 4}
+    handles = {c[-1] for c in gpu.calls if c[0] in ("htod", "execute", "dtoh", "sync")}
+    assert len(handles) == 1
+
+
+def test_pycuda_memory_with_its_context(make_trt, pycuda, trt_bundle, gpu):
+    make_trt("10.3.0")
+    build_engine(trt_bundle)
+    bundle = Bundle.open(trt_bundle)
+    with TrtRunner.from_bundle(bundle, memory="pycuda") as runner:
+        out = runner.infer(_batch(2))
+    np.testing.assert_allclose(out["logits"], _ort_logits(bundle, _batch(2)), rtol=1e-6)
+    assert gpu.ctx_depth == 0 and ("ctx_detach",) in gpu.calls
+    assert gpu.blocks == {}
+
+
+def test_older_cudart_location(make_trt, old_cudart, trt_bundle):
+    make_trt("10.3.0")
+    build_engine(trt_bundle)
+    with TrtRunner.from_bundle(Bundle.open(trt_bundle)) as runner:
+        assert runner._memory.rt is old_cudart
+        assert runner.infer(_batch(1))["logits"].shape == (1, 3)
+
+
+def test_batch_outside_the_profile(trt, trt_bundle):
+    build_engine(trt_bundle, max_batch=2)
+    runner = TrtRunner.from_bundle(Bundle.open(trt_bundle))
+    with runner, pytest.raises(BackendError, match=r"outside the engine's profile") as exc:
+        runner.infer(_batch(3))
+    assert "max_batch" in exc.value.fix
+
+
+def test_no_engine_says_to_build_on_the_device(trt, trt_bundle):
+    with pytest.raises(BackendError, match="has no TensorRT int8 engine") as exc:
+        TrtRunner.from_bundle(Bundle.open(trt_bundle))
+    assert f"edgevision build {trt_bundle} --target tensorrt" in exc.value.fix
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"gpu_name": "Xavier"}, "GPU: built for Orin, here Xavier"),
+        ({"cc": (7, 2)}, "compute capability: built for 8.7, here 7.2"),
+    ],
+)
+def test_engine_from_another_gpu_is_refused(
+    make_trt, cudart, gpu, trt_bundle, copy_bundle, change, expected
+):
+    make_trt("10.3.0")
+    build_engine(trt_bundle)
+    gpu.name = change.get("gpu_name", gpu.name)
+    gpu.cc = change.get("cc", gpu.cc)
+    with pytest.raises(StaleEngineError, match=expected) as exc:
+        TrtRunner.from_bundle(Bundle.open(trt_bundle))
+    assert "rebuild_if_stale=True" in exc.value.fix
+
+
+def test_engine_from_another_tensorrt_version_is_refused_then_rebuilt(
+    make_trt, cudart, gpu, trt_bundle
+):
+    make_trt("10.3.0")
+    old = build_engine(trt_bundle, max_batch=4, workspace_mb=512)
+    make_trt("11.2.0")
+    with pytest.raises(StaleEngineError, match="TensorRT version: built for 10.3.0, here 11.2.0"):
+        TrtRunner.from_bundle(Bundle.open(trt_bundle))
+    runner = TrtRunner.from_bundle(Bundle.open(trt_bundle), rebuild_if_stale=True)
+    new = runner.record
+    assert new.trt_version == "11.2.0" and new.file != old.file
+    assert (new.max_batch, new.workspace_mb) == (4, 512)  # rebuilt with the same options
+    engines = Bundle.open(trt_bundle).manifest["engines"]
+    assert set(engines) == {old.file, new.file}  # one bundle, engines for two platforms
+    with runner:
+        assert runner.infer(_batch(4))["logits"].shape == (4, 3)
+
+
+def test_changed_onnx_makes_the_engine_stale(trt, trt_bundle):
+    build_engine(trt_bundle)
+    bundle = Bundle.open(trt_bundle)
+    bundle.manifest["artifacts"]["int8-trt"]["sha256"] = "f" * 64
+    with pytest.raises(StaleEngineError, match="ONNX model hash: built for [0-9a-f]{8}, here ffff"):
+        select_engine(bundle)
+
+
+def test_tampered_engine_is_refused(trt, trt_bundle):
+    record = build_engine(trt_bundle)
+    record.path.write_bytes(record.path.read_bytes() + b" ")
+    with pytest.raises(StaleEngineError, match="does not match its recorded SHA-256"):
+        TrtRunner.from_bundle(Bundle.open(trt_bundle))
+
+
+def test_engine_found_in_the_cache_folder(trt, trt_bundle, tmp_path):
+    record = build_engine(trt_bundle, engine_cache=tmp_path / "c")
+    bundle = Bundle.open(trt_bundle)
+    with pytest.raises(BackendError, match="no TensorRT int8 engine"):
+        select_engine(bundle)  # default cache folder is elsewhere
+    assert select_engine(bundle, engine_cache=tmp_path / "c") == record
+
+
+def test_artifact_must_match_the_precision(trt, trt_bundle):
+    build_engine(trt_bundle)
+    bundle = Bundle.open(trt_bundle)
+    assert TrtRunner.from_bundle(bundle, artifact="int8-trt").record.precision == "int8"
+    with pytest.raises(BackendError, match="built from the 'int8-trt' artifact, not 'fp32'"):
+        TrtRunner.from_bundle(bundle, artifact="fp32")
+
+
+def test_fp32_engine_is_selected_by_precision(trt, trt_bundle):
+    build_engine(trt_bundle)
+    fp32 = build_engine(trt_bundle, precision="fp32")
+    runner = TrtRunner.from_bundle(Bundle.open(trt_bundle), precision="fp32")
+    assert runner.record == fp32
+
+
+def test_engine_the_runtime_cannot_load(trt, trt_bundle, gpu):
+    record = build_engine(trt_bundle)
+    runner = TrtRunner(record.path)  # no record: the runtime itself refuses it
+    gpu.name = "Thor"
+    with pytest.raises(BackendError, match="cannot load engine .* another platform"):
+        runner.activate()
+    assert not runner.is_active and gpu.streams == {}
+
+
+def test_is_available_needs_tensorrt_and_a_device(make_trt, cudart, gpu, monkeypatch):
+    make_trt("10.3.0")
+    assert TrtRunner.is_available()
+    gpu.count = 0
+    assert not TrtRunner.is_available()
+    gpu.count = 1
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert not TrtRunner.is_available()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT installed")
+def test_is_available_is_false_without_tensorrt():
+    assert TrtRunner.is_available() is False
