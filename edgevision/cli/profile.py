@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         batch: str = typer.Option("1", "--batch", help="Batch sizes, comma-separated: 1,8"),
         iterations: int = typer.Option(200, "--iterations", "-n", help="Timed rounds."),
         seconds: float | None = typer.Option(None, help="Time limit instead of --iterations."),
-        warmup: int = typer.Option(20, help="Untimed warm-up rounds."),
+        warmup: int = typer.Option(20, help="Untimed warm-up rounds (frames)."),
         threads: int = typer.Option(0, help="ONNX Runtime intra-op threads (0 = one per core)."),
         artifact: list[str] | None = typer.Option(None, help="Only these artifacts (repeat)."),
         source: str | None = typer.Option(None, help="Pipeline mode on this source URI."),
@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from edgevision.errors import EdgeVisionError
         from edgevision.profile import parse_batch_sizes
+        from edgevision.profile.budget import validate_budget
         from edgevision.profile.stats import check_percentile
 
         if compare:
@@ -55,7 +56,12 @@ def register(app: typer.Typer) -> None:
             return
         if bundle is None:
             raise EdgeVisionError("no BUNDLE given", "edgevision profile path/to/bundle")
-        check_percentile(percentile)  # fail before minutes of measuring, not after
+        # Fail before minutes of measuring, not after.
+        check_percentile(percentile)
+        if budget_ms is not None:
+            validate_budget(budget_ms, percentile)
+        elif budget_artifact:
+            raise EdgeVisionError("--budget-artifact needs --budget-ms", "add --budget-ms 20")
         if source:
             opts = dict(backend=backend, threads=threads, max_frames=frames, realtime=realtime)
             report = _run_pipeline(bundle, source, warmup, opts)

@@ -87,6 +87,15 @@ def _pick(report: ProfileReport, name: str, batch: int | None) -> Measurement:
     return min(ran, key=lambda m: m.batch)
 
 
+def validate_budget(budget_ms: float, percentile: str) -> None:
+    """Raise `EdgeVisionError` for a budget that is not a positive number or a bad percentile."""
+    check_percentile(percentile)
+    if not (isinstance(budget_ms, int | float) and math.isfinite(budget_ms) and budget_ms > 0):
+        raise EdgeVisionError(
+            f"budget must be a positive number of ms, got {budget_ms!r}", "use e.g. --budget-ms 20"
+        )
+
+
 def check_budget(
     report: ProfileReport,
     budget_ms: float,
@@ -99,9 +108,7 @@ def check_budget(
     Without ``artifact``, the report's deployed measurement is gated: the artifact the runtime
     picks on this machine, or the capture-to-result latency of a pipeline profile.
     """
-    check_percentile(percentile)
-    if not (isinstance(budget_ms, int | float) and math.isfinite(budget_ms) and budget_ms > 0):
-        raise EdgeVisionError(f"budget must be a positive number of ms, got {budget_ms!r}")
+    validate_budget(budget_ms, percentile)
     name = artifact or report.deployed
     if name is None:
         raise EdgeVisionError(

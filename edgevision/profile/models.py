@@ -136,12 +136,6 @@ def _feed_for(runner: Runner, x: np.ndarray, batch: int) -> np.ndarray | str:
     return np.ascontiguousarray(np.repeat(x, batch, axis=0).astype(meta.dtype, copy=False))
 
 
-def _activate(entry: Entry, bundle: Bundle, threads: int, stack: contextlib.ExitStack) -> Runner:
-    runner = create_runner(bundle, entry.backend, artifact=entry.artifact.name, threads=threads)
-    stack.enter_context(runner)
-    return runner
-
-
 def _model_measurement(entry: Entry, batch: int, skipped: str | None = None) -> Measurement:
     a = entry.artifact
     return Measurement(
@@ -157,46 +151,58 @@ def _model_measurement(entry: Entry, batch: int, skipped: str | None = None) -> 
     )
 
 
-def _build_timers(
+def _entry_timers(
+    entry: Entry,
     bundle: Bundle,
-    entries: list[Entry],
+    x: np.ndarray,
     batch_sizes: Sequence[int],
     threads: int,
     stack: contextlib.ExitStack,
-) -> tuple[dict[str, Timer], dict[str, Measurement], list[Measurement], np.ndarray | None]:
-    """Activate each runnable entry, check it runs once, and make its timers."""
-    frame = np.random.default_rng(0).integers(0, 256, (*FRAME_SIZE, 3), dtype=np.uint8)
-    x = preprocess(frame, bundle.spec)
+) -> tuple[dict[str, Timer], list[Measurement], np.ndarray | None]:
+    """Activate one entry, run it once per batch size, and make its timers.
+
+    A batch the model cannot take, or a model that fails to load or run, becomes a skipped
+    measurement saying why: it fails here, before the timed rounds, not in the middle of them.
+    """
+    if entry.skip:
+        return {}, [_model_measurement(entry, batch_sizes[0])], None
     timers: dict[str, Timer] = {}
-    pending: dict[str, Measurement] = {}
-    skipped: list[Measurement] = []
+    out: list[Measurement] = []
     logits = None
-    for entry in entries:
-        if entry.skip:
-            skipped.append(_model_measurement(entry, min(batch_sizes)))
-            continue
-        try:
-            runner = _activate(entry, bundle, threads, stack)
-            for batch in batch_sizes:
-                feed = _feed_for(runner, x, batch)
-                if isinstance(feed, str):
-                    skipped.append(_model_measurement(entry, batch, feed))
-                    continue
-                out = runner.infer(feed)  # a model that cannot run fails here, not mid-profile
-                if logits is None and batch == 1:
-                    logits = next(iter(out.values()))
-                tid = f"{entry.key}#{batch}"
-                timers[tid] = runner_timer(runner, feed)
-                pending[tid] = _model_measurement(entry, batch)
-        except BackendError as exc:
-            skipped.append(_model_measurement(entry, min(batch_sizes), f"failed: {exc.message}"))
-    timers["preprocess"] = call_timer(lambda: preprocess(frame, bundle.spec))
+    batch = batch_sizes[0]
+    try:
+        runner = create_runner(bundle, entry.backend, artifact=entry.artifact.name, threads=threads)
+        stack.enter_context(runner)
+        for batch in batch_sizes:
+            feed = _feed_for(runner, x, batch)
+            if isinstance(feed, str):
+                out.append(_model_measurement(entry, batch, feed))
+                continue
+            result = runner.infer(feed)
+            if batch == 1:
+                logits = next(iter(result.values()))
+            timers[f"{entry.key}#{batch}"] = runner_timer(runner, feed)
+            out.append(_model_measurement(entry, batch))
+    except BackendError as exc:
+        out.append(_model_measurement(entry, batch, f"failed: {exc.message}"))
+    return timers, out, logits
+
+
+def _stage_timers(bundle: Bundle, frame: np.ndarray, logits: np.ndarray | None) -> dict[str, Timer]:
+    timers = {"preprocess": call_timer(lambda: preprocess(frame, bundle.spec))}
     if logits is not None:
         # The runtime's own postprocess (softmax + top-k), as the pipeline runs it per frame.
         classify = Classifier(bundle.spec.labels, topk=TOP_K)
         classify(logits)  # a model/labels mismatch fails here, before the timed rounds
         timers["postprocess"] = call_timer(lambda: classify(logits))
-    return timers, pending, skipped, logits
+    return timers
+
+
+def _with_samples(m: Measurement, samples: dict[str, list[float]]) -> Measurement:
+    tid = m.key if m.kind != "model" else f"{m.key}#{m.batch}"
+    if m.skipped or tid not in samples:
+        return m
+    return Measurement(**{**m.__dict__, "samples_ms": samples[tid]})
 
 
 def profile_models(
@@ -223,22 +229,24 @@ def profile_models(
     batch_sizes = sorted({int(b) for b in batch_sizes}) if batch_sizes else []
     validate_settings(batch_sizes, iterations, seconds, warmup, threads)
     entries = plan_entries(bundle, list(artifacts) if artifacts else None)
+    frame = np.random.default_rng(0).integers(0, 256, (*FRAME_SIZE, 3), dtype=np.uint8)
+    x = preprocess(frame, bundle.spec)
+    timers: dict[str, Timer] = {}
+    planned: list[Measurement] = []
+    logits = None
     with contextlib.ExitStack() as stack:
-        timers, pending, skipped, _ = _build_timers(bundle, entries, batch_sizes, threads, stack)
+        for entry in entries:
+            t, ms, out = _entry_timers(entry, bundle, x, batch_sizes, threads, stack)
+            timers.update(t)
+            planned += ms
+            logits = logits if logits is not None else out
+        stages = _stage_timers(bundle, frame, logits)
+        timers.update(stages)
+        planned += [Measurement(key=name, kind="stage") for name in stages]
         for name, fn in (baselines or {}).items():
             timers[f"baseline:{name}"] = call_timer(fn)
+            planned.append(Measurement(key=f"baseline:{name}", kind="baseline"))
         samples = round_robin(timers, iterations, seconds, warmup, progress)
-    measurements = [
-        Measurement(**{**m.__dict__, "samples_ms": samples[tid]}) for tid, m in pending.items()
-    ]
-    order = {e.key: i for i, e in enumerate(entries)}
-    measurements = sorted(measurements + skipped, key=lambda m: (order[m.key], m.batch))
-    measurements += [_stage(name, samples.get(name)) for name in ("preprocess", "postprocess")]
-    measurements += [
-        Measurement(key=t, kind="baseline", samples_ms=samples[t])
-        for t in samples
-        if t.startswith("baseline:")
-    ]
     return ProfileReport(
         mode="models",
         bundle=bundle_info(bundle),
@@ -249,18 +257,12 @@ def profile_models(
             "seconds": seconds,
             "warmup": warmup,
             "threads": threads,
-            "rounds": len(next(iter(samples.values()))) if samples else 0,
+            "rounds": len(samples["preprocess"]),
             "frame_size": list(FRAME_SIZE),
         },
-        measurements=[m for m in measurements if m is not None],
+        measurements=[_with_samples(m, samples) for m in planned],
         deployed=deployed_key(bundle),
     )
-
-
-def _stage(name: str, samples: list[float] | None) -> Measurement | None:
-    if samples is None:
-        return None
-    return Measurement(key=name, kind="stage", samples_ms=samples)
 
 
 def parse_batch_sizes(text: str) -> list[int]:

@@ -53,6 +53,8 @@ def test_met_budget_exits_0(bundle, capsys):
     [
         (["-n", "0"], "iterations must be at least 1"),
         (["--percentile", "p95"], "unknown percentile 'p95'"),
+        (["--budget-ms", "-1"], "budget must be a positive number"),
+        (["--budget-artifact", "fp32"], "--budget-artifact needs --budget-ms"),
         (["--batch", "1,x"], "batch size 'x'"),
         (["--budget-ms", "5", "--budget-artifact", "int4"], "no measurement named 'int4'"),
     ],

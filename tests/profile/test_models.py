@@ -4,7 +4,7 @@ import pytest
 
 from edgevision.bundle import Bundle, write_bundle
 from edgevision.errors import BundleError, EdgeVisionError
-from edgevision.profile import parse_batch_sizes, profile_models
+from edgevision.profile import check_budget, parse_batch_sizes, profile_models
 from edgevision.profile.models import round_robin
 from edgevision.profile.plan import TRT_MISSING
 from edgevision.spec import ModelSpec
@@ -133,3 +133,24 @@ def test_report_json_round_trip(bundle, tmp_path):
     assert back.to_dict() == ProfileReport.from_dict(report.to_dict()).to_dict()
     assert back.find("fp32")[0].stats == report.find("fp32")[0].stats
     assert back.machine["cpu_model"] == report.machine["cpu_model"]
+
+
+def test_an_artifact_that_cannot_load_is_listed_as_failed(tmp_path):
+    from tests.helpers import tiny_classifier_onnx
+
+    good = tiny_classifier_onnx(tmp_path / "good.onnx")
+    b = write_bundle(
+        tmp_path / "b",
+        {"model.fp32.onnx": good, "model.int8.cpu.onnx": b"not an onnx model"},
+        ModelSpec(labels=("a", "b", "c"), input_size=(32, 48)),
+        {
+            "fp32": {"file": "model.fp32.onnx", "precision": "fp32", "target": "any"},
+            "int8-cpu": {"file": "model.int8.cpu.onnx", "precision": "int8", "target": "cpu"},
+        },
+    )
+    report = profile_models(b, iterations=3, warmup=0, threads=1)
+    assert report.find("fp32")[0].ran
+    broken = report.find("int8-cpu")[0]
+    assert not broken.ran and broken.skipped.startswith("failed: ONNX Runtime cannot load")
+    with pytest.raises(EdgeVisionError, match="int8-cpu was not measured"):
+        check_budget(report, 10.0)  # the deployed artifact is the broken one: no silent pass
