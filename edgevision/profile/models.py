@@ -171,7 +171,9 @@ def _entry_timers(
     logits = None
     batch = batch_sizes[0]
     try:
-        runner = create_runner(bundle, entry.backend, artifact=entry.artifact.name, threads=threads)
+        runner = create_runner(
+            bundle, entry.backend, artifact=entry.artifact.name, threads=threads, **entry.options
+        )
         stack.enter_context(runner)
         for batch in batch_sizes:
             feed = _feed_for(runner, x, batch)

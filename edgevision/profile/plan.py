@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from edgevision.backends import BACKENDS
-from edgevision.backends.select import choose_backend, is_backend_available
+from edgevision.backends.select import RULES, choose_backend, is_backend_available
 from edgevision.bundle import Artifact, Bundle
 from edgevision.errors import BundleError, EdgeVisionError
 
@@ -26,7 +27,7 @@ NOTES: dict[tuple[str, str], str] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Entry:
     """One artifact on one backend; ``skip`` says why it cannot run here (else ``None``)."""
 
@@ -35,6 +36,7 @@ class Entry:
     backend: str
     note: str = ""
     skip: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # for the backend's from_bundle
 
 
 def entry_key(artifact: Artifact, backend: str) -> str:
@@ -43,19 +45,59 @@ def entry_key(artifact: Artifact, backend: str) -> str:
     return artifact.name if backend == own else f"{artifact.name}@{backend}"
 
 
-def _entries_for(artifact: Artifact) -> list[Entry]:
+def _skip_reason(backend: str) -> str | None:
+    if is_backend_available(backend):
+        return None
+    return TRT_MISSING if backend == "tensorrt" else f"skipped: {backend} not installed"
+
+
+def _extra_engines(bundle: Bundle, artifact: Artifact) -> list[Entry]:
+    """TensorRT engines recorded in the manifest from a non-TensorRT artifact (fp16 from fp32).
+
+    Read from the manifest's ``engines`` records as plain JSON, so that TensorRT stays
+    unimported on a machine that cannot run it.
+    """
+    engines = bundle.manifest.get("engines")
+    records = engines.values() if isinstance(engines, dict) else []
+    precisions = sorted(
+        {
+            r["precision"]
+            for r in records
+            if isinstance(r, dict) and r.get("artifact") == artifact.name
+        }
+    )
+    return [
+        Entry(
+            f"{artifact.name}@tensorrt:{p}",
+            artifact,
+            "tensorrt",
+            f"TensorRT {p} engine built from {artifact.name}",
+            _skip_reason("tensorrt"),
+            {"precision": p},
+        )
+        for p in precisions
+    ]
+
+
+def _entries_for(bundle: Bundle, artifact: Artifact) -> list[Entry]:
     backends = TARGET_BACKENDS.get(artifact.target)
     if backends is None:
         return [
             Entry(artifact.name, artifact, "?", skip=f"skipped: unknown target {artifact.target!r}")
         ]
-    out = []
-    for backend in backends:
-        skip = None
-        if not is_backend_available(backend):
-            skip = TRT_MISSING if backend == "tensorrt" else f"skipped: {backend} not installed"
-        note = NOTES.get((artifact.target, backend), "")
-        out.append(Entry(entry_key(artifact, backend), artifact, backend, note, skip))
+    out = [
+        Entry(
+            entry_key(artifact, backend),
+            artifact,
+            backend,
+            NOTES.get((artifact.target, backend), ""),
+            _skip_reason(backend),
+            {"precision": artifact.precision} if backend == "tensorrt" else {},
+        )
+        for backend in backends
+    ]
+    if "tensorrt" not in backends:
+        out += _extra_engines(bundle, artifact)
     return out
 
 
@@ -71,22 +113,22 @@ def plan_entries(bundle: Bundle, artifacts: list[str] | None = None) -> list[Ent
             )
     if not names:
         raise BundleError(f"bundle {bundle.root} lists no artifacts", "rebuild the bundle")
-    return [e for name in names for e in _entries_for(available[name])]
+    return [e for name in names for e in _entries_for(bundle, available[name])]
 
 
 def deployed_key(bundle: Bundle) -> str | None:
     """Key of the artifact the runtime would run here (``backend="auto"``), e.g. ``int8-cpu``.
 
-    The backend is the runtime's own choice (`choose_backend`); the artifact is that backend's
-    preferred one present in the bundle (ONNX Runtime: ``int8-cpu``, then ``fp32``), else the
-    first artifact made for it.
+    The backend is the runtime's own choice (`choose_backend`); the artifact is the one its
+    selection rule names (``int8-trt`` for TensorRT), else the backend's preferred one present
+    in the bundle (ONNX Runtime: ``int8-cpu``, then ``fp32``).
     """
     try:
         backend = choose_backend(bundle)
     except EdgeVisionError:
         return None
     arts = bundle.artifacts
+    rule = next((r for r in RULES if r.backend == backend and r.artifact in (None, *arts)), None)
     preferred = [a for a in getattr(BACKENDS.get(backend), "PREFERRED", ()) if a in arts]
-    own = [n for n, a in arts.items() if TARGET_BACKENDS.get(a.target, ("",))[0] == backend]
-    name = next(iter(preferred + own), None)
+    name = (rule.artifact if rule else None) or next(iter(preferred), None)
     return entry_key(arts[name], backend) if name else None

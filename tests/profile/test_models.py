@@ -154,3 +154,49 @@ def test_an_artifact_that_cannot_load_is_listed_as_failed(tmp_path):
     assert not broken.ran and broken.skipped.startswith("failed: ONNX Runtime cannot load")
     with pytest.raises(EdgeVisionError, match="int8-cpu was not measured"):
         check_budget(report, 10.0)  # the deployed artifact is the broken one: no silent pass
+
+
+def test_tensorrt_engines_recorded_in_the_manifest_are_listed(tmp_path, no_tensorrt):
+    from tests.helpers import tiny_classifier_onnx
+
+    onnx_path = tiny_classifier_onnx(tmp_path / "m.onnx")
+    b = write_bundle(
+        tmp_path / "b",
+        {"model.fp32.onnx": onnx_path},
+        ModelSpec(labels=("a", "b", "c"), input_size=(32, 48)),
+        {"fp32": {"file": "model.fp32.onnx", "precision": "fp32", "target": "any"}},
+        engines={"model.fp32.onnx.fp16.engine": {"artifact": "fp32", "precision": "fp16"}},
+    )
+    report = profile_models(b, iterations=2, warmup=0, threads=1)
+    engine = report.find("fp32@tensorrt:fp16")[0]
+    assert engine.skipped == TRT_MISSING and engine.backend == "tensorrt"
+    assert report.find("fp32")[0].ran
+
+
+def test_with_tensorrt_available_the_engine_is_profiled_and_deployed(full_bundle, monkeypatch):
+    """A stand-in TensorRT backend (ONNX Runtime underneath) exercises the device path here."""
+    import edgevision.backends.select as select
+    import edgevision.profile.plan as plan
+    from edgevision.backends import BACKENDS
+    from edgevision.backends.ort.runner import OrtRunner
+
+    seen = {}
+
+    class FakeTrt(OrtRunner):
+        @classmethod
+        def from_bundle(cls, bundle, artifact=None, precision="int8", **options):
+            seen.update(artifact=artifact, precision=precision)
+            art = bundle.artifact(artifact)
+            return cls(bundle.path(art.file), threads=1, name=f"tensorrt:{precision}")
+
+        @classmethod
+        def is_available(cls):
+            return True
+
+    monkeypatch.setitem(BACKENDS._items, "tensorrt", FakeTrt)
+    monkeypatch.setattr(plan, "is_backend_available", select.is_backend_available)
+    report = profile_models(full_bundle, iterations=3, warmup=0, threads=1)
+    trt = report.find("int8-trt")[0]
+    assert trt.ran and trt.backend == "tensorrt" and trt.note == "TensorRT engine"
+    assert seen == {"artifact": "int8-trt", "precision": "int8"}
+    assert report.deployed == "int8-trt"
