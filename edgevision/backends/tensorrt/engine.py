@@ -279,27 +279,20 @@ def engine_parity(
 def calibration_images(bundle: Bundle) -> list[Path]:
     """The bundle's calibration images that exist on this machine (may be none).
 
-    Reads ``calibration.json``: entries under ``"images"`` (or ``"files"``), each a path or an
-    object with ``"path"``, relative to the manifest's ``"root"`` when it has one, else to the
-    bundle folder.
+    Reads the bundle's ``calibration.json`` (format ``edgevision-calibration``, written by
+    `edgevision.build.calibration`): ``"files"`` entries with a ``"path"`` relative to
+    ``"root"``. On the device the images are often not there; then there is no parity check.
     """
-    path = bundle.path("calibration.json")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(bundle.path("calibration.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return []
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         return []
-    entries = data.get("images") or data.get("files") or []
     base = Path(data["root"]) if isinstance(data.get("root"), str) else bundle.root
-    if not base.is_absolute():
-        base = bundle.root / base
-    found = []
-    for entry in entries if isinstance(entries, list) else []:
-        rel = entry.get("path") if isinstance(entry, dict) else entry
-        if isinstance(rel, str) and (base / rel).is_file():
-            found.append(base / rel)
-    return found
+    base = base if base.is_absolute() else bundle.root / base
+    paths = (e.get("path") for e in data["files"] if isinstance(e, dict))
+    return [base / p for p in paths if isinstance(p, str) and (base / p).is_file()]
 
 
 # -- building ---------------------------------------------------------------------------------

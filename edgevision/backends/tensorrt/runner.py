@@ -67,6 +67,7 @@ class TrtRunner(Runner):
     def _reset(self) -> None:
         self._trt: Any = None
         self._memory: CudaMemory | None = None
+        self._runtime: Any = None
         self._engine: Any = None
         self._context: Any = None
         self._stream: Any = None
@@ -117,8 +118,9 @@ class TrtRunner(Runner):
     def _load(self, trt: Any, memory: CudaMemory) -> None:
         logger = trt_logger(trt)
         logger.captured.messages.clear()
-        runtime = trt.Runtime(logger)
-        self._engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        # Kept until the engine is released: the runtime must outlive what it deserialized.
+        self._runtime = trt.Runtime(logger)
+        self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if self._engine is None:
             detail = "; ".join(logger.captured.errors()) or "no error logged"
             raise BackendError(
@@ -128,9 +130,9 @@ class TrtRunner(Runner):
             )
         self._context = self._engine.create_execution_context()
         self._stream = memory.create_stream()
-        self._bindings = self._allocate(trt, memory)
+        self._allocate(trt, memory)
 
-    def _allocate(self, trt: Any, memory: CudaMemory) -> list[_Binding]:
+    def _allocate(self, trt: Any, memory: CudaMemory) -> None:
         engine, context = self._engine, self._context
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -138,17 +140,27 @@ class TrtRunner(Runner):
         # Output sizes follow from the inputs: size them at the largest input shapes.
         for n in inputs:
             self._set_shape(n, ranges[n][1])
-        bindings = []
         for n in names:
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(n)))
             shape = tuple(int(d) for d in engine.get_tensor_shape(n))
             low, high = ranges.get(n) or (None, tuple(int(d) for d in context.get_tensor_shape(n)))
+            if any(d < 0 for d in high):
+                raise BackendError(
+                    f"output {n!r} has a data-dependent shape {list(high)}; this runner sizes "
+                    "outputs from the input shapes (classification heads)"
+                )
             nbytes = int(np.prod(high)) * dtype.itemsize
-            host, dev = memory.alloc_pinned(nbytes), memory.alloc_device(nbytes)
-            bindings.append(_Binding(n, n in ranges, dtype, shape, low or high, high, host, dev))
+            host = memory.alloc_pinned(nbytes)
+            try:
+                dev = memory.alloc_device(nbytes)
+            except BaseException:
+                memory.free_pinned(host)
+                raise
+            # Kept on self at once, so that a failure further on still frees them.
+            binding = _Binding(n, n in ranges, dtype, shape, low or high, high, host, dev)
+            self._bindings.append(binding)
             if not context.set_tensor_address(n, memory.device_ptr(dev)):
                 raise BackendError(f"TensorRT refused the device address for tensor {n!r}")
-        return bindings
 
     def input_metadata_impl(self) -> list[TensorMeta]:
         return [
@@ -212,9 +224,10 @@ class TrtRunner(Runner):
                     memory.free_pinned(b.host)
                 if self._stream is not None:
                     memory.destroy_stream(self._stream)
-        # The execution context goes before the engine it came from.
+        # Released in reverse order of creation: context, engine, runtime.
         self._context = None
         self._engine = None
+        self._runtime = None
         if memory is not None:
             memory.close()
         self._reset()

@@ -58,9 +58,11 @@ def test_build_reports_parity_on_reachable_calibration_images(trt, tmp_path):
     images.mkdir()
     for i, frame in enumerate(_frames(3)):
         cv2.imwrite(str(images / f"{i}.png"), frame)
-    calib = {
+    calib = {  # the edgevision-calibration manifest written by edgevision.build.calibration
+        "format": "edgevision-calibration",
         "root": str(images),
-        "images": [{"path": "0.png"}, {"path": "1.png"}, "2.png", {"path": "gone.png"}],
+        "files": [{"path": f"{i}.png", "sha256": "0" * 64} for i in (0, 1, 2)]
+        + [{"path": "gone.png", "sha256": "0" * 64}],
     }
     root = make_trt_bundle(tmp_path, extra={"calibration.json": json.dumps(calib).encode()})
     assert [p.name for p in calibration_images(Bundle.open(root))] == ["0.png", "1.png", "2.png"]

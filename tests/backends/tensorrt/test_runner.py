@@ -195,3 +195,23 @@ def test_is_available_needs_tensorrt_and_a_device(make_trt, cudart, gpu, monkeyp
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT installed")
 def test_is_available_is_false_without_tensorrt():
     assert TrtRunner.is_available() is False
+
+
+def test_data_dependent_output_shape_is_refused_and_nothing_leaks(
+    trt, trt_bundle, gpu, monkeypatch
+):
+    from edgevision.backends.tensorrt.trt_api import trt_logger
+
+    record = build_engine(trt_bundle)
+    engine = trt.Runtime(trt_logger(trt)).deserialize_cuda_engine(record.path.read_bytes())
+    context_class = type(engine.create_execution_context())
+    real = context_class.get_tensor_shape
+    monkeypatch.setattr(
+        context_class,
+        "get_tensor_shape",
+        lambda self, name: (-1, 3) if name == "logits" else real(self, name),
+    )
+    runner = TrtRunner(record.path, record=record)
+    with pytest.raises(BackendError, match="data-dependent shape"):
+        runner.activate()
+    assert gpu.blocks == {} and gpu.streams == {} and not runner.is_active
