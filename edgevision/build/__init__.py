@@ -1,1 +1,50 @@
-"""Build: export → calibrate → quantize → verify → bundle, each a small callable."""
+"""Build: export → calibrate → quantize → verify → bundle, each a small callable.
+
+``build_bundle(BuildConfig(...))`` composes the steps; the steps are public for callers that
+need to run them separately (the demo, an accuracy-budget search). torch, onnx and
+onnxruntime.quantization are imported inside the functions that need them.
+"""
+
+from edgevision.build.calibrate import METHODS, CalibrationRanges, calibrate
+from edgevision.build.calibration import CalibrationSet, collect_calibration, write_manifest
+from edgevision.build.evaluate import (
+    EvalSet,
+    Evaluation,
+    check_max_drop,
+    eval_set_from_folder,
+    eval_set_from_split,
+    evaluate,
+)
+from edgevision.build.export import EXPORTERS, ExportCheck, check_export, export_onnx
+from edgevision.build.pipeline import BuildConfig, BuildResult, build_bundle
+from edgevision.build.quantize import TARGETS, prepare_for_quantization, quantize_for_target
+from edgevision.build.source import ModelSource, load_source
+from edgevision.build.trt_check import check_tensorrt_qdq
+
+__all__ = [
+    "EXPORTERS",
+    "METHODS",
+    "TARGETS",
+    "BuildConfig",
+    "BuildResult",
+    "CalibrationRanges",
+    "CalibrationSet",
+    "EvalSet",
+    "Evaluation",
+    "ExportCheck",
+    "ModelSource",
+    "build_bundle",
+    "calibrate",
+    "check_export",
+    "check_max_drop",
+    "check_tensorrt_qdq",
+    "collect_calibration",
+    "eval_set_from_folder",
+    "eval_set_from_split",
+    "evaluate",
+    "export_onnx",
+    "load_source",
+    "prepare_for_quantization",
+    "quantize_for_target",
+    "write_manifest",
+]

@@ -1,0 +1,220 @@
+"""Step 4: verify — top-1 of FP32 and each INT8 artifact on a held-out labelled set.
+
+The result is a structured `Evaluation` (top-1, drop in points, agreement with FP32, per-class
+accuracy and drop), so an accuracy-budget search can call `evaluate` in a loop and compare.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgevision.build.progress import Tracker, silent
+from edgevision.data.images import list_images, read_image
+from edgevision.errors import BudgetExceededError, CorruptImageError, DataError
+from edgevision.preprocess import preprocess_batch
+from edgevision.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from edgevision.data.split import Split
+
+log = logging.getLogger(__name__)
+
+REFERENCE = "fp32"
+
+
+@dataclass
+class EvalSet:
+    """Labelled images: ``items`` are (path, index into the spec's labels)."""
+
+    items: list[tuple[Path, int]]
+    source: str
+
+
+def eval_set_from_split(split: Split, spec: ModelSpec) -> EvalSet | None:
+    """The split's test images (else its validation images), labels mapped onto the spec's."""
+    for name in ("test", "val"):
+        if split.items.get(name):
+            if name != "test":
+                log.warning("the split has no test images; evaluating on its %s split", name)
+            items = [(p, _label_index(split.labels[y], spec, p)) for p, y in split.paths(name)]
+            return EvalSet(items, f"{name} split of {split.root}")
+    return None
+
+
+def eval_set_from_folder(root: str | os.PathLike[str], spec: ModelSpec) -> EvalSet:
+    """An ImageFolder: ``root/<label>/*.png``, each folder one of the spec's labels."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"evaluation folder {root} does not exist", "give --eval DIR/<label>/…")
+    items = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        index = _label_index(folder.name, spec, folder)
+        items.extend((p, index) for p in list_images(folder))
+    if not items:
+        raise DataError(
+            f"evaluation folder {root} has no labelled images",
+            f"lay it out as {root}/<label>/<image>, labels from the spec: {', '.join(spec.labels)}",
+        )
+    return EvalSet(items, f"folder {root}")
+
+
+def _label_index(label: str, spec: ModelSpec, where: Path) -> int:
+    if label not in spec.labels:
+        raise DataError(
+            f"label {label!r} ({where}) is not one of the model's labels",
+            f"use only: {', '.join(spec.labels)}",
+        )
+    return spec.labels.index(label)
+
+
+@dataclass
+class Evaluation:
+    """Predictions of several models on the same images, compared with ``reference``."""
+
+    labels: tuple[str, ...]
+    source: str
+    y_true: np.ndarray
+    predictions: dict[str, np.ndarray]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    reference: str = REFERENCE
+
+    @property
+    def n(self) -> int:
+        return len(self.y_true)
+
+    def top1(self, name: str) -> float:
+        """Top-1 accuracy of ``name`` in percent."""
+        return float(100 * np.mean(self.predictions[name] == self.y_true)) if self.n else 0.0
+
+    def drop(self, name: str) -> float:
+        """How many top-1 points ``name`` lost against the reference (negative: gained)."""
+        return self.top1(self.reference) - self.top1(name)
+
+    def agreement(self, name: str) -> float:
+        """Percent of images where ``name`` predicts the reference's class."""
+        same = self.predictions[name] == self.predictions[self.reference]
+        return float(100 * np.mean(same)) if self.n else 0.0
+
+    def per_class(self, name: str) -> dict[str, float | None]:
+        """Top-1 per class in percent (None for a class with no image)."""
+        out: dict[str, float | None] = {}
+        for i, label in enumerate(self.labels):
+            mask = self.y_true == i
+            out[label] = (
+                float(100 * np.mean(self.predictions[name][mask] == i)) if mask.any() else None
+            )
+        return out
+
+    def per_class_drop(self, name: str) -> dict[str, float | None]:
+        """Per-class points lost against the reference."""
+        ref, got = self.per_class(self.reference), self.per_class(name)
+        return {k: None if ref[k] is None else ref[k] - got[k] for k in ref}  # type: ignore[operator]
+
+    def summary(self) -> dict[str, Any]:
+        """The accuracy report (JSON-ready)."""
+        counts = {label: int(np.sum(self.y_true == i)) for i, label in enumerate(self.labels)}
+        models = {}
+        for name in self.predictions:
+            entry = {"top1": round(self.top1(name), 3), "per_class": self.per_class(name)}
+            if name != self.reference:
+                entry |= {
+                    "drop_points": round(self.drop(name), 3),
+                    "agreement": round(self.agreement(name), 3),
+                    "per_class_drop": self.per_class_drop(name),
+                }
+            models[name] = entry
+        return {
+            "source": self.source,
+            "images": self.n,
+            "skipped": len(self.skipped),
+            "reference": self.reference,
+            "class_counts": counts,
+            "models": models,
+        }
+
+
+def evaluate(
+    models: Mapping[str, str | os.PathLike[str]],
+    eval_set: EvalSet,
+    spec: ModelSpec,
+    threads: int = 0,
+    batch_size: int = 32,
+    track: Tracker = silent,
+) -> Evaluation:
+    """Run every ONNX model in ``models`` (name → path) over ``eval_set`` with ONNX Runtime.
+
+    Images are decoded and preprocessed once per batch and fed to all models; unreadable files
+    are skipped and counted. The first model (``fp32`` when present) is the reference.
+    """
+    from edgevision.backends.ort import OrtRunner
+
+    names = list(models)
+    reference = REFERENCE if REFERENCE in models else names[0]
+    runners = [OrtRunner(models[n], threads=threads, name=f"ort:{n}").activate() for n in names]
+    preds: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    truth: list[int] = []
+    skipped: list[dict[str, str]] = []
+    batches = [
+        eval_set.items[i : i + batch_size] for i in range(0, len(eval_set.items), batch_size)
+    ]
+    try:
+        for frames, labels in track(_decoded(batches, skipped), len(batches), "evaluate"):
+            x = preprocess_batch(frames, spec)
+            for name, runner in zip(names, runners, strict=True):
+                preds[name].append(next(iter(runner.infer(x).values())).argmax(axis=1))
+            truth.extend(labels)
+    finally:
+        for runner in runners:
+            runner.deactivate()
+    if skipped:
+        log.warning("skipped %d unreadable evaluation image(s)", len(skipped))
+    return Evaluation(
+        spec.labels,
+        eval_set.source,
+        np.asarray(truth, dtype=np.int64),
+        {n: np.concatenate(p) if p else np.zeros(0, np.int64) for n, p in preds.items()},
+        skipped,
+        reference,
+    )
+
+
+def _decoded(
+    batches: Sequence[list[tuple[Path, int]]], skipped: list[dict[str, str]]
+) -> Iterator[tuple[list[np.ndarray], list[int]]]:
+    for batch in batches:
+        frames, labels = [], []
+        for path, label in batch:
+            try:
+                frames.append(read_image(path))
+                labels.append(label)
+            except CorruptImageError as exc:
+                skipped.append({"path": str(path), "reason": exc.message})
+        if frames:
+            yield frames, labels
+
+
+def check_max_drop(evaluation: Evaluation, max_drop: float | None) -> None:
+    """Raise `BudgetExceededError` when any INT8 artifact lost more than ``max_drop`` points."""
+    if max_drop is None:
+        return
+    over = [
+        (name, evaluation.drop(name))
+        for name in evaluation.predictions
+        if name != evaluation.reference and evaluation.drop(name) > max_drop
+    ]
+    if over:
+        worst = ", ".join(f"{n} drops {d:.2f} points" for n, d in over)
+        raise BudgetExceededError(
+            f"INT8 accuracy is outside --max-drop {max_drop:g}: {worst} "
+            f"(FP32 top-1 {evaluation.top1(evaluation.reference):.2f}% on {evaluation.n} "
+            f"images of the {evaluation.source}); the bundle was not written",
+            "try --method entropy or percentile, a larger or more representative --calib set, "
+            "or a looser --max-drop",
+        )

@@ -1,0 +1,389 @@
+"""`build_bundle`: export → calibrate → quantize → verify → bundle, composed from the steps.
+
+Each step is a public callable in its own module; this function only wires them together and
+writes the bundle atomically at the end (a failed check, e.g. ``max_drop``, writes nothing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edgevision.build.calibrate import METHODS, CalibrationRanges, calibrate
+from edgevision.build.calibration import MIN_IMAGES, CalibrationSet, collect_calibration
+from edgevision.build.evaluate import (
+    EvalSet,
+    Evaluation,
+    check_max_drop,
+    eval_set_from_folder,
+    eval_set_from_split,
+    evaluate,
+)
+from edgevision.build.export import (
+    EXPORTERS,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ExportCheck,
+    check_export,
+    export_onnx,
+)
+from edgevision.build.progress import Tracker, silent
+from edgevision.build.quantize import TARGETS, prepare_for_quantization, quantize_for_target
+from edgevision.build.report import PLOT, plot_per_class, write_report
+from edgevision.build.source import ModelSource, is_bundle, load_source
+from edgevision.bundle import write_bundle
+from edgevision.errors import BuildError, ConfigError
+from edgevision.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+FP32_FILE = "model.fp32.onnx"
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass
+class BuildConfig:
+    """Everything `build_bundle` needs; the CLI fills it from its options."""
+
+    input: Path
+    out: Path
+    spec: Path | None = None  # required for an ONNX input
+    calib: str | None = None  # folder, glob or manifest; None: sample the training split
+    calib_size: int = 512
+    method: str = "minmax"
+    targets: tuple[str, ...] = ("cpu", "tensorrt")
+    eval: Path | None = None  # ImageFolder; None: the checkpoint's test split
+    max_drop: float | None = None  # top-1 points an INT8 artifact may lose
+    threads: int = 0  # 0: the libraries' defaults
+    exporter: str = "dynamo"
+    opset: int | None = None
+    export_atol: float = 1e-3
+    export_min_agreement: float = 0.99
+    export_check_images: int = 64
+    cache_dir: Path | None = None
+    nodes_to_exclude: tuple[str, ...] = ()
+    seed: int = 0
+    batch_size: int = 16
+
+    def validate(self) -> None:
+        """Reject bad options before any work, naming the option and the fix."""
+        for name in self.targets:
+            TARGETS.get(name)
+        METHODS.get(self.method)
+        EXPORTERS.get(self.exporter)
+        if not self.targets:
+            raise ConfigError("no --targets given", f"use some of: {', '.join(TARGETS.names())}")
+        if self.calib_size < MIN_IMAGES:
+            raise ConfigError(
+                f"--calib-size {self.calib_size} is too small", f"use >= {MIN_IMAGES} (512 default)"
+            )
+        if self.max_drop is not None and self.max_drop < 0:
+            raise ConfigError(
+                f"--max-drop {self.max_drop} is negative", "give points >= 0, e.g. 0.5"
+            )
+        if self.threads < 0 or self.batch_size < 1:
+            raise ConfigError("--threads must be >= 0 and the batch size >= 1")
+        if Path(self.out).resolve() == Path(self.input).resolve():
+            raise ConfigError(f"--out {self.out} is the input", "write the bundle elsewhere")
+
+
+@dataclass
+class BuildResult:
+    """What a build produced; ``evaluation`` is None when there was no labelled set."""
+
+    out: Path
+    manifest: dict[str, Any]
+    report: dict[str, Any]
+    calibration: CalibrationSet
+    ranges: CalibrationRanges
+    export_check: ExportCheck | None
+    evaluation: Evaluation | None
+    warnings: list[str] = field(default_factory=list)
+    build_time_s: float = 0.0
+
+
+def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
+    """Build a bundle from a checkpoint (RUN folder) or an ONNX file + spec.
+
+    Raises `EdgeVisionError` subclasses for bad inputs and failed checks; on any failure the
+    bundle at ``config.out`` is not written (an earlier one there is left untouched).
+    """
+    config.validate()
+    if is_bundle(config.input):
+        raise BuildError(
+            f"{config.input} is already a bundle",
+            "to build a TensorRT engine from it, add --target tensorrt",
+        )
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    source = load_source(config.input, config.spec)
+    warnings = list(source.notes)
+    eval_set = _eval_set(config, source, warnings)
+    with _torch_threads(config.threads), tempfile.TemporaryDirectory(prefix="ev-build-") as tmp:
+        work = Path(tmp)
+        with _timed(timings, "export"):
+            fp32 = _fp32_model(source, config, work, track)
+        with _timed(timings, "calibration_set"):
+            calib = collect_calibration(
+                config.calib, source.spec, config.calib_size, source.split, config.seed, track
+            )
+        warnings += calib.warnings
+        with _timed(timings, "export_check"):
+            check = _check_export(source, fp32, calib, config, track)
+        with _timed(timings, "calibrate"):
+            prep = prepare_for_quantization(fp32, work / "model.prep.onnx")
+            ranges = calibrate(
+                prep,
+                calib,
+                source.spec,
+                method=config.method,
+                cache_dir=config.cache_dir,
+                threads=config.threads,
+                batch_size=config.batch_size,
+                track=track,
+            )
+        with _timed(timings, "quantize"):
+            artifacts = _quantize(prep, ranges, config, work)
+        with _timed(timings, "evaluate"):
+            evaluation = _evaluate(fp32, artifacts, eval_set, source.spec, config, track)
+        if evaluation is not None:
+            if evaluation.skipped:
+                warnings.append(f"skipped {len(evaluation.skipped)} unreadable evaluation image(s)")
+            check_max_drop(evaluation, config.max_drop)
+        elapsed = time.perf_counter() - started
+        parts = _Parts(source, config, fp32, artifacts, calib, ranges, check, evaluation)
+        report = _report(parts, timings, warnings, elapsed)
+        manifest = _write(parts, report, work)
+    return BuildResult(
+        config.out, manifest, report, calib, ranges, check, evaluation, warnings, elapsed
+    )
+
+
+# -- steps as the pipeline uses them ----------------------------------------------------------
+def _eval_set(config: BuildConfig, source: ModelSource, warnings: list[str]) -> EvalSet | None:
+    if config.eval is not None:
+        return eval_set_from_folder(config.eval, source.spec)
+    found = eval_set_from_split(source.split, source.spec) if source.split else None
+    if found is None:
+        if config.max_drop is not None:
+            raise ConfigError(
+                "--max-drop needs a labelled held-out set, and there is none",
+                "give --eval DIR (an ImageFolder), or build from a RUN folder with split.json",
+            )
+        warnings.append("no labelled held-out set: accuracy not verified (give --eval DIR)")
+    return found
+
+
+def _fp32_model(source: ModelSource, config: BuildConfig, work: Path, track: Tracker) -> Path:
+    out = work / FP32_FILE
+    if source.model is not None:
+        return export_onnx(source.model, source.spec, out, config.exporter, config.opset, track)
+    return normalize_onnx(source.onnx_path, out)  # type: ignore[arg-type]
+
+
+def normalize_onnx(path: Path, out: Path) -> Path:
+    """Copy a user's ONNX as one file, its input/output renamed ``input``/``logits``."""
+    import onnx
+
+    model = onnx.load(str(path))
+    inits = {i.name for i in model.graph.initializer}
+    old_in = next(i.name for i in model.graph.input if i.name not in inits)
+    renames = {old_in: INPUT_NAME, model.graph.output[0].name: OUTPUT_NAME}
+    for value in [*model.graph.input, *model.graph.output]:
+        value.name = renames.get(value.name, value.name)
+    for node in model.graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    onnx.save(model, str(out))
+    return out
+
+
+def _check_export(
+    source: ModelSource, fp32: Path, calib: CalibrationSet, config: BuildConfig, track: Tracker
+) -> ExportCheck | None:
+    if source.model is None:
+        return None  # an ONNX input has no PyTorch model to compare with
+    images = calib.tensors[: config.export_check_images]
+    return check_export(
+        source.model,
+        fp32,
+        images,
+        atol=config.export_atol,
+        min_agreement=config.export_min_agreement,
+        threads=config.threads,
+        batch_size=config.batch_size,
+        track=track,
+    )
+
+
+def _quantize(
+    prep: Path, ranges: CalibrationRanges, config: BuildConfig, work: Path
+) -> dict[str, Path]:
+    out = {}
+    for name in config.targets:
+        target = TARGETS.get(name)
+        out[target.artifact] = quantize_for_target(
+            prep, ranges, name, work / target.file, config.nodes_to_exclude
+        )
+    return out
+
+
+def _evaluate(
+    fp32: Path,
+    artifacts: dict[str, Path],
+    eval_set: EvalSet | None,
+    spec: ModelSpec,
+    config: BuildConfig,
+    track: Tracker,
+) -> Evaluation | None:
+    if eval_set is None:
+        return None
+    models = {"fp32": fp32, **artifacts}
+    evaluation = evaluate(models, eval_set, spec, config.threads, 2 * config.batch_size, track)
+    for name in artifacts:
+        log.info(
+            "%s: top-1 %.2f%% (FP32 %.2f%%), drop %.2f points, agreement %.2f%%",
+            name,
+            evaluation.top1(name),
+            evaluation.top1("fp32"),
+            evaluation.drop(name),
+            evaluation.agreement(name),
+        )
+    return evaluation
+
+
+# -- the bundle -------------------------------------------------------------------------------
+@dataclass
+class _Parts:
+    source: ModelSource
+    config: BuildConfig
+    fp32: Path
+    artifacts: dict[str, Path]
+    calib: CalibrationSet
+    ranges: CalibrationRanges
+    check: ExportCheck | None
+    evaluation: Evaluation | None
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of the libraries a bundle was built with."""
+    out: dict[str, str | None] = {}
+    for dist in ("edgevision", "torch", "onnx", "onnxruntime", "timm"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _calibration_record(p: _Parts) -> dict[str, Any]:
+    return {
+        "file": CALIBRATION_FILE,
+        "method": p.config.method,
+        "size": len(p.calib),
+        "manifest_sha256": p.calib.manifest_sha256,
+        "source": p.calib.source,
+        "skipped": len(p.calib.skipped),
+        "ranges_from_cache": p.ranges.from_cache,
+        "cache_key": p.ranges.key,
+    }
+
+
+def _report(
+    p: _Parts, timings: dict[str, float], warnings: list[str], elapsed: float
+) -> dict[str, Any]:
+    return {
+        "source": p.source.record(),
+        "export_check": p.check.to_dict() if p.check else None,
+        "calibration": _calibration_record(p) | {"stats": p.calib.stats},
+        "accuracy": p.evaluation.summary() if p.evaluation else None,
+        "targets": list(p.config.targets),
+        "nodes_to_exclude": list(p.config.nodes_to_exclude),
+        "build_time_s": round(elapsed, 2),
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+        "warnings": warnings,
+        "versions": versions(),
+    }
+
+
+def _write(p: _Parts, report: dict[str, Any], work: Path) -> dict[str, Any]:
+    import onnx
+
+    files: dict[str, Any] = {FP32_FILE: p.fp32}
+    artifacts: dict[str, dict[str, Any]] = {
+        "fp32": {"file": FP32_FILE, "precision": "fp32", "target": "any"}
+    }
+    for name in p.config.targets:
+        target = TARGETS.get(name)
+        files[target.file] = p.artifacts[target.artifact]
+        artifacts[target.artifact] = target.record() | {"calibration_method": p.config.method}
+    calib_doc = p.calib.manifest() | {"method": p.config.method}
+    files[CALIBRATION_FILE] = (json.dumps(calib_doc, indent=2) + "\n").encode()
+    reports = work / "report"
+    reports.mkdir()
+    files |= write_report(report, reports)
+    if p.evaluation is not None:
+        files[PLOT] = plot_per_class(p.evaluation, reports / PLOT)
+    opset = next(
+        o.version for o in onnx.load(str(p.fp32)).opset_import if o.domain in ("", "ai.onnx")
+    )
+    write_bundle(
+        p.config.out,
+        files,
+        p.source.spec,
+        artifacts,
+        build={
+            "time_s": report["build_time_s"],
+            "exporter": p.config.exporter if p.source.model is not None else None,
+            "opset": opset,
+            "source": report["source"],
+            "export_check": report["export_check"],
+            "threads": p.config.threads,
+        },
+        calibration=_calibration_record(p),
+        accuracy=report["accuracy"],
+        versions=report["versions"],
+        report={
+            "json": "report.json",
+            "markdown": "report.md",
+            "plot": PLOT if p.evaluation else None,
+        },
+    )
+    return json.loads((Path(p.config.out) / "manifest.json").read_text(encoding="utf-8"))
+
+
+# -- helpers ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Limit torch's intra-op threads for the build (export, export check), then restore."""
+    if threads <= 0:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+__all__ = ["BuildConfig", "BuildResult", "build_bundle", "normalize_onnx", "versions"]

@@ -1,0 +1,158 @@
+"""What `build` starts from: a checkpoint from `edgevision train`, or an ONNX file plus a spec."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgevision.errors import BuildError, SpecError
+from edgevision.fileio import sha256_file
+from edgevision.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgevision.data.split import Split
+
+SPLIT_FILE = "split.json"
+MIN_OPSET = 13  # per-axis Q/DQ (per-channel weights) needs opset 13
+
+
+@dataclass
+class ModelSource:
+    """A loaded build input.
+
+    ``kind`` is ``"checkpoint"`` (``model`` is the torch module in eval mode, ``split`` the
+    training run's split when ``RUN/split.json`` exists) or ``"onnx"`` (``onnx_path`` is the
+    user's model, ``model`` is None).
+    """
+
+    kind: str
+    path: Path
+    spec: ModelSpec
+    model: torch.nn.Module | None = None
+    onnx_path: Path | None = None
+    split: Split | None = None
+    backbone: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest says about the input (lets the torch reference find it again)."""
+        rec: dict[str, Any] = {"kind": self.kind, "path": str(self.path.resolve())}
+        rec["sha256"] = sha256_file(self.path)
+        if self.backbone:
+            rec["backbone"] = self.backbone
+        return rec
+
+
+def is_bundle(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a bundle folder (has a manifest.json)."""
+    from edgevision.bundle import MANIFEST
+
+    return Path(path, MANIFEST).is_file()
+
+
+def load_source(
+    path: str | os.PathLike[str], spec_path: str | os.PathLike[str] | None = None
+) -> ModelSource:
+    """Load a RUN folder / checkpoint file, or an ``.onnx`` file (which needs ``spec_path``)."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return _load_onnx(path, spec_path)
+    return _load_checkpoint(path, spec_path)
+
+
+def _load_checkpoint(path: Path, spec_path: str | os.PathLike[str] | None) -> ModelSource:
+    from edgevision.data.split import Split
+    from edgevision.train.checkpoint import load_checkpoint
+
+    if not path.exists():
+        raise BuildError(
+            f"build input {path} does not exist",
+            "give a RUN folder from `edgevision train`, a checkpoint .pt, or an .onnx with --spec",
+        )
+    ckpt = load_checkpoint(path)
+    if spec_path is not None:
+        given = ModelSpec.load(spec_path, num_outputs=ckpt.spec.num_classes)
+        if given != ckpt.spec:
+            raise SpecError(
+                f"--spec {spec_path} differs from the spec stored in checkpoint {ckpt.path}",
+                "drop --spec: a checkpoint carries the spec it was trained with",
+            )
+    split_file = ckpt.path.parent / SPLIT_FILE
+    split = Split.load(split_file) if split_file.is_file() else None
+    notes = [] if split else [f"no {SPLIT_FILE} beside {ckpt.path}: give --calib and --eval"]
+    return ModelSource(
+        "checkpoint",
+        ckpt.path,
+        ckpt.spec,
+        model=ckpt.model,
+        split=split,
+        backbone=ckpt.backbone,
+        notes=notes,
+    )
+
+
+def _load_onnx(path: Path, spec_path: str | os.PathLike[str] | None) -> ModelSource:
+    if not path.is_file():
+        raise BuildError(f"ONNX model {path} does not exist")
+    if spec_path is None:
+        raise SpecError(
+            f"an ONNX input ({path}) needs its ModelSpec",
+            "pass --spec SPEC.json (labels, input size, normalisation) written for this model",
+        )
+    outputs, shape = onnx_io(path)
+    spec = ModelSpec.load(spec_path, num_outputs=outputs)
+    check_input_shape(path, shape, spec)
+    return ModelSource("onnx", path, spec, onnx_path=path)
+
+
+def onnx_io(path: Path) -> tuple[int, tuple[int | None, ...]]:
+    """The class count of an ONNX classifier's single output and its single input's shape."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise BuildError(f"{path} is not a readable ONNX model: {exc}") from None
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        raise BuildError(
+            f"ONNX model {path} has opset {opset}; per-channel Q/DQ needs opset >= {MIN_OPSET}",
+            "re-export the model with opset 17",
+        )
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1 or len(model.graph.output) != 1:
+        raise BuildError(
+            f"ONNX model {path} has {len(inputs)} inputs and {len(model.graph.output)} outputs",
+            "build takes an image classifier: one image input, one logits output",
+        )
+    out_dims = _dims(model.graph.output[0])
+    if len(out_dims) != 2 or not isinstance(out_dims[1], int):
+        raise BuildError(
+            f"ONNX model {path} output has shape {list(out_dims)}; expected [batch, classes]",
+            "export the classifier's logits as its only output",
+        )
+    return out_dims[1], _dims(inputs[0])
+
+
+def _dims(value_info: Any) -> tuple[int | None, ...]:
+    dims = value_info.type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+
+
+def check_input_shape(path: Path, shape: tuple[int | None, ...], spec: ModelSpec) -> None:
+    """Raise `SpecError` when the model's fixed input dims disagree with the spec."""
+    want = spec.input_shape("batch")
+    if len(shape) != len(want) or any(
+        isinstance(s, int) and isinstance(w, int) and s != w
+        for s, w in zip(shape[1:], want[1:], strict=True)
+    ):
+        raise SpecError(
+            f"ONNX model {path} takes input {list(shape)} but the spec says "
+            f"{list(want)} ({spec.layout}, input_size {list(spec.input_size)})",
+            "give the spec written for this model, or fix its input_size/layout",
+        )
