@@ -90,8 +90,8 @@ def choose_backend(bundle: Bundle) -> str:
 
 
 def _accepts(func: Any, name: str) -> bool:
-    params = inspect.signature(func).parameters.values()
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    # Only a parameter named so: a catch-all **options would swallow it silently.
+    return name in inspect.signature(func).parameters
 
 
 def create_runner(

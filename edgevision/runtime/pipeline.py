@@ -185,14 +185,21 @@ class _Run:
         p = self.p
         live = p.source.live or p.realtime
         size = p.queue_size
+        # Live: "newest" slots in front of preprocess and of infer, so that frames never wait
+        # behind a slower model (they are dropped instead); the bottleneck always starts on the
+        # freshest frame. Otherwise bounded queues: every frame, with backpressure.
         self.captured: Channel = Newest() if live else Channel(size)
-        chans = [self.captured, Channel(size), Channel(size), Channel(size), Channel(size)]
+        prepared: Channel = Newest() if live else Channel(size)
+        chans = [self.captured, prepared, Channel(size), Channel(size), Channel(size)]
         self.channels = chans
         self.results = chans[-1]
         pace = p.source.fps if (p.realtime and not p.source.live) else None
         if p.realtime and not p.source.live and not pace:
             log.warning("%s has no frame rate: --realtime reads it as fast as it can", p.source)
-        self.capture = Capture(p.source, self.captured, self.stop, p.reconnect, p.max_frames, pace)
+        # A lossless source needs no more reads than results; a live one drops, so the sink
+        # stage counts results and stops the run instead.
+        limit = None if live else p.max_frames
+        self.capture = Capture(p.source, self.captured, self.stop, p.reconnect, limit, pace)
         stages: list[tuple[str, Callable[[Any], Any]]] = [
             ("preprocess", self._preprocess),
             ("infer", self._infer),
