@@ -1,15 +1,126 @@
-"""`edgevision inspect` (placeholder until its issue lands)."""
+"""`edgevision inspect`: print a bundle's manifest and verify every file's SHA-256."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from edgevision.bundle import Bundle
+
+HELP = """Show what a bundle holds and verify it.
+
+Prints the ModelSpec, the artifacts, calibration, accuracy and build records, and checks every
+file against its SHA-256 in manifest.json. A missing or modified file, or an unknown schema
+version, exits non-zero with a message naming the file."""
+
+_SHOWN = {"schema_version", "spec", "artifacts", "files", "calibration", "accuracy", "build"}
+_HIDDEN = {"cache_key"}  # long and only for machines; `--json` shows it
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
 
-    @app.command("inspect", help="Not built yet.", hidden=True)
-    def _cmd() -> None:
-        from edgevision.errors import EdgeVisionError
+    @app.command("inspect", help=HELP)
+    def inspect_cmd(
+        bundle: Path = typer.Argument(..., help="Bundle folder (from `edgevision build`)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    ) -> None:
+        from edgevision.bundle import Bundle
 
-        raise EdgeVisionError("'edgevision inspect' is not built yet in this version")
+        opened = Bundle.open(bundle, verify=True)
+        console = Console()
+        if as_json:
+            console.print_json(data=opened.manifest)
+        else:
+            print_bundle(console, opened)
+        n = len(opened.manifest["files"])
+        console.print(f"[green]verified:[/] all {n} files match their SHA-256 in manifest.json")
+
+
+def print_bundle(console: Console, bundle: Bundle) -> None:
+    """The manifest's sections as rich tables."""
+    from rich.pretty import Pretty
+
+    m = bundle.manifest
+    console.print(f"[bold]bundle[/] {bundle.root}  (schema {m['schema_version']})")
+    console.print(_spec_table(bundle))
+    console.print(_artifacts_table(bundle))
+    for key in ("calibration", "build"):
+        if m.get(key):
+            console.print(_kv_table(key, m[key]))
+    if m.get("accuracy"):
+        console.print(_accuracy_table(m["accuracy"]))
+    for key in sorted(set(m) - _SHOWN):
+        value = m[key]
+        if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        if isinstance(value, (dict, list)):
+            console.print(f"[bold]{key}[/]", Pretty(value, max_length=20))
+        else:
+            console.print(f"[bold]{key}:[/] {value}", highlight=False)
+
+
+def _table(title: str, *columns: str) -> Table:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for col in columns:
+        table.add_column(col)
+    return table
+
+
+def _spec_table(bundle: Bundle) -> Table:
+    spec = bundle.spec
+    table = _table("spec", "field", "value")
+    labels = ", ".join(spec.labels)
+    table.add_row("labels", f"{spec.num_classes}: {labels}")
+    table.add_row("input", f"{spec.height}x{spec.width} {spec.layout} {spec.channel_order}")
+    table.add_row("resize", f"{spec.resize} ({spec.interpolation})")
+    table.add_row("mean / std", f"{list(spec.mean)} / {list(spec.std)}")
+    return table
+
+
+def _artifacts_table(bundle: Bundle) -> Table:
+    table = _table("artifacts", "name", "file", "precision", "target", "MiB", "sha256")
+    for name, art in bundle.artifacts.items():
+        size = bundle.path(art.file).stat().st_size / 2**20
+        table.add_row(
+            name, art.file, art.precision, art.target, f"{size:.2f}", art.sha256[:16] + "…"
+        )
+    return table
+
+
+def _kv_table(title: str, section: dict[str, Any]) -> Table:
+    table = _table(title, "field", "value")
+    for key, value in section.items():
+        if key in _HIDDEN:
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+        table.add_row(key, _short(value))
+    return table
+
+
+def _short(value: Any) -> str:
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 90 else text[:87] + "…"
+
+
+def _accuracy_table(acc: dict[str, Any]) -> Table:
+    title = f"accuracy ({acc.get('images')} images, {acc.get('source')})"
+    table = _table(title, "artifact", "top-1 %", "drop (points)", "agreement %")
+    for name, m in acc.get("models", {}).items():
+        drop, agree = m.get("drop_points"), m.get("agreement")
+        table.add_row(
+            name,
+            f"{m['top1']:.2f}",
+            "—" if drop is None else f"{drop:.2f}",
+            "—" if agree is None else f"{agree:.2f}",
+        )
+    return table
