@@ -157,7 +157,11 @@ def _compare(a: Path, b: Path, threshold: str) -> None:
         if keys:
             console.print(f"{what}: {', '.join(keys)}")
     if not result.ok:
-        n = len(result.regressions)
-        Console(stderr=True).print(f"[bold red]{n} regression(s) over {result.threshold:.0%}[/]")
+        err = Console(stderr=True, soft_wrap=True, highlight=False)
+        for c in result.regressions:
+            err.print(
+                f"[bold red]regression:[/] {c.key} batch {c.batch} {c.percentile} "
+                f"{c.a_ms:.3f} → {c.b_ms:.3f} ms ({c.change:+.1%}, over {result.threshold:.0%})"
+            )
         raise typer.Exit(EXIT_BUDGET)
     console.print(f"[green]no regression over {result.threshold:.0%}[/]")

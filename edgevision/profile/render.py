@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgevision.profile.budget import BudgetResult
-from edgevision.profile.compare import Comparison
+from edgevision.profile.compare import Change, Comparison
 from edgevision.profile.report import Measurement, ProfileReport
 from edgevision.profile.stats import STAT_ORDER
 
@@ -77,31 +77,29 @@ def counts_line(report: ProfileReport) -> str:
     return ", ".join(f"{k} {v}" for k, v in report.counts.items())
 
 
+def _change_cell(c: Change, threshold: float) -> Text:
+    style = "bold red" if c.regression else ("green" if c.change < -threshold else "")
+    mark = " ▲" if c.regression else ""
+    return Text(f"{c.b_ms:.3f} ({c.change:+.0%}){mark}", style=style)
+
+
 def comparison_table(cmp: Comparison) -> Table:
-    """A vs B per measurement and percentile, regressions in red."""
-    table = Table(title=f"profile comparison (regression: > {cmp.threshold:.0%} slower)")
-    for col, justify in (
-        ("name", "left"),
-        ("batch", "right"),
-        ("stat", "left"),
-        ("A ms", "right"),
-        ("B ms", "right"),
-        ("change", "right"),
-        ("", "left"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    """One row per measurement, one column per percentile: B's ms and its change vs A."""
+    rows: dict[tuple[str, int], dict[str, Change]] = {}
     for c in cmp.changes:
-        flag = Text("REGRESSION", style="bold red") if c.regression else Text("")
-        style = "red" if c.regression else ("green" if c.change < -cmp.threshold else "")
-        table.add_row(
-            c.key,
-            str(c.batch),
-            c.percentile,
-            f"{c.a_ms:.3f}",
-            f"{c.b_ms:.3f}",
-            Text(f"{c.change:+.1%}", style=style),
-            flag,
-        )
+        rows.setdefault((c.key, c.batch), {})[c.percentile] = c
+    stats = list(dict.fromkeys(c.percentile for c in cmp.changes))
+    table = Table(
+        title=f"profile comparison: B in ms (change vs A); ▲ = over {cmp.threshold:.0%} slower",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("name")
+    table.add_column("batch", justify="right")
+    for stat in stats:
+        table.add_column(stat, justify="right")
+    for (key, batch), by_stat in rows.items():
+        cells = [_change_cell(by_stat[s], cmp.threshold) if s in by_stat else "" for s in stats]
+        table.add_row(key, str(batch), *cells)
     return table
 
 

@@ -86,8 +86,8 @@ def test_compare_exits_3_on_regression(tmp_path, capsys):
     fake_report({"fp32": [x * 1.5 for x in base]}).save(tmp_path / "b.json")
     assert run(["profile", "--compare", tmp_path / "a.json", tmp_path / "b.json"]) == EXIT_BUDGET
     captured = capsys.readouterr()
-    assert "REGRESSION" in captured.out and "+50.0%" in captured.out
-    assert "regression(s) over 10%" in captured.err
+    assert "▲" in captured.out and "(+50%)" in captured.out
+    assert "regression: fp32 batch 1 p50 50.500 → 75.750 ms (+50.0%, over 10%)" in captured.err
     args = ["profile", "--compare", tmp_path / "a.json", tmp_path / "b.json"]
     assert run([*args, "--threshold", "60%"]) == 0
     assert run(["profile", "--compare", tmp_path / "b.json", tmp_path / "a.json"]) == 0
