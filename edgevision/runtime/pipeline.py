@@ -1,10 +1,10 @@
 """The real-time pipeline: capture → preprocess → infer → postprocess → sinks, each in a thread.
 
 Stages hand frames over through bounded channels, so they overlap (decode the next frame while
-the model runs on this one) and memory stays flat. A live source feeds a one-slot "newest
-frame" channel: when inference is slower than the camera, old frames are dropped (and counted),
-never queued, so latency cannot build up. Every frame carries its capture timestamp; latency
-and frame age are measured, not estimated.
+the model runs on this one) and memory stays flat. With a live source, one-slot "newest
+frame" channels sit in front of preprocess and of inference: when the model is slower than the
+camera, old frames are dropped (and counted), never queued, so latency cannot build up. Every
+frame carries its capture timestamp; latency and frame age are measured, not estimated.
 
     from edgevision.runtime import Pipeline, make_sink
 
@@ -167,6 +167,7 @@ class _Run:
         )
         if not self.runner.is_active:
             self.runner.activate()
+        self._warm_up()
         self.summary.backend = self.runner.name
         if not p.source.is_open:
             p.source.open()
@@ -180,6 +181,14 @@ class _Run:
         for sink in p.sinks:
             sink.open(info)
             self.opened.append(sink)
+
+    def _warm_up(self) -> None:
+        # The first inference allocates and tunes; do it before the camera's first frame so
+        # that frame's latency is a real one.
+        import numpy as np
+
+        meta = self.runner.input_metadata()[0]
+        self.runner.infer(np.zeros(self.spec.input_shape(1), dtype=meta.dtype))
 
     def _wire(self) -> None:
         p = self.p
