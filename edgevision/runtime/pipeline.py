@@ -146,7 +146,7 @@ class _Run:
         self.corrupt_late = 0  # frames that passed capture but failed preprocess
         self.discarded = 0  # results after max_frames
         self.last_result_ts = 0.0
-        self.normal_end = False
+        self.stop_seen: float | None = None  # when the consumer first saw a stop request
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -321,14 +321,15 @@ class _Run:
 
     def watch(self) -> None:
         """Called by the consumer between results: unstick a stop blocked in a device read."""
-        cap = self.threads[0]
-        if self.stop.is_set() and cap.is_alive():
-            cap.join(timeout=0.0)
-            if not hasattr(self, "_stop_seen"):
-                self._stop_seen = time.perf_counter()
-            elif time.perf_counter() - self._stop_seen > _CAPTURE_JOIN_S:
-                log.warning("the source did not return from a read; stopping without it")
-                self.captured.close()
+        if not self.stop.is_set() or not self.threads[0].is_alive():
+            return
+        now = time.perf_counter()
+        if self.stop_seen is None:
+            self.stop_seen = now
+        elif now - self.stop_seen > _CAPTURE_JOIN_S:
+            log.warning("the source did not return from a read; stopping without it")
+            self.captured.close()
+            self.stop_seen = float("inf")  # warn once
 
     def finish(self) -> RunSummary:
         """Stop every thread, close every sink and the runner, and fill in the summary."""

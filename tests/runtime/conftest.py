@@ -40,7 +40,8 @@ class World:
     """What a `FakeSource` plays, shared by every (re)open of it.
 
     ``script`` is consumed one entry per read: "frame", "corrupt", "garbage" (a float array),
-    "lost" (the device breaks), "none" (a read timeout), "end". ``open_failures`` makes that
+    "lost" (the device breaks), "none" (a read timeout), "hang" (a read that
+    blocks for 3 s), "end". ``open_failures`` makes that
     many opens fail (after the first) before one succeeds. Once the script runs out, reads
     return frames forever (or end, with ``then_end``).
     """
@@ -97,6 +98,9 @@ class FakeSource(Source):
         if action == "lost":
             raise SourceLostError(f"{self.uri}: unplugged")
         if action == "none":
+            return None
+        if action == "hang":  # a driver stuck inside a read, deaf to close()
+            threading.Event().wait(3.0)
             return None
         raise EndOfSource(self.uri)
 

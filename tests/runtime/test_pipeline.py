@@ -222,3 +222,16 @@ def test_summary_dict_and_table(bundle, clip):
     console.print(summary.table())
     text = console.export_text()
     assert "processed" in text and "latency p50 / p99 ms" in text and "ort:fp32" in text
+
+
+def test_stop_does_not_wait_for_a_read_stuck_in_the_driver(bundle, fake_world, monkeypatch):
+    import edgevision.runtime.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "_CAPTURE_JOIN_S", 0.2)
+    fake_world("cam", ["frame", "hang"])
+    p = Pipeline(bundle, "live-fake://cam", threads=1)
+    threading.Timer(0.3, p.stop).start()
+    start = time.perf_counter()
+    summary = p.run(handle_signals=False)
+    assert time.perf_counter() - start < 2.0
+    assert summary.frames_processed == 1
