@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +132,16 @@ def fake_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     yield make
     FakeSource.worlds.clear()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A loopback HTTP server for tmp_path (FFmpeg reads an mp4 over it as a network stream)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -235,3 +235,12 @@ def test_stop_does_not_wait_for_a_read_stuck_in_the_driver(bundle, fake_world, m
     summary = p.run(handle_signals=False)
     assert time.perf_counter() - start < 2.0
     assert summary.frames_processed == 1
+
+
+def test_a_real_stream_that_ends_is_reopened(bundle, clip, http_server):
+    """An OpenCV/FFmpeg source over loopback HTTP: at the end of the stream it is reopened."""
+    rec = Recorder()
+    url = f"{http_server}/{clip.name}"
+    summary = Pipeline(bundle, url, sinks=[rec], threads=1, max_frames=20, reconnect=FAST).run()
+    assert summary.reconnects >= 1 and summary.frames_processed == 20
+    assert rec.results[-1].frame_index >= 19

@@ -202,3 +202,22 @@ def test_image_glob_and_empty_glob(tmp_path):
 def test_read_before_open_is_an_error():
     with pytest.raises(SourceError, match="not open"):
         make_source("synthetic://").read()
+
+
+def test_a_network_stream_that_ends_is_lost_not_finished(clip, http_server):
+    from edgevision.runtime.sources import SourceLostError
+
+    with open_source(f"{http_server}/{clip.name}", timeout=5) as src:
+        assert type(src) is StreamSource and src.live
+        frames = 0
+        with pytest.raises(SourceLostError, match="returned no frame"):
+            while True:
+                assert src.read() is not None
+                frames += 1
+    assert frames == 12
+
+
+def test_an_unreachable_stream_is_a_clear_error(http_server):
+    with pytest.raises(SourceError, match="cannot be opened") as info:
+        open_source(f"{http_server}/missing.mp4", timeout=2)
+    assert "ffprobe" in info.value.fix
