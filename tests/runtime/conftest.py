@@ -134,11 +134,15 @@ def fake_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     FakeSource.worlds.clear()
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture
 def http_server(tmp_path):
     """A loopback HTTP server for tmp_path (FFmpeg reads an mp4 over it as a network stream)."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
