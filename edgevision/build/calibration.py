@@ -83,8 +83,9 @@ class CalibrationSet:
 
     @property
     def manifest_sha256(self) -> str:
-        """Hash of the (path, SHA-256) list: changes whenever any image or the selection does."""
-        files = [{"path": i.path, "sha256": i.sha256} for i in self.images]
+        """Hash of the sorted (path, SHA-256) list: changes whenever any image or the selection
+        does, not with the order the images were read in (ranges do not depend on it)."""
+        files = sorted([i.path, i.sha256] for i in self.images)
         return sha256_bytes(json.dumps(files, sort_keys=True).encode())
 
     def manifest(self) -> dict[str, Any]:

@@ -129,13 +129,14 @@ def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
     eval_set = _eval_set(config, source, warnings)
     with _torch_threads(config.threads), tempfile.TemporaryDirectory(prefix="ev-build-") as tmp:
         work = Path(tmp)
-        with _timed(timings, "export"):
-            fp32 = _fp32_model(source, config, work, track)
+        # The calibration set first: a bad --calib fails before a slow export.
         with _timed(timings, "calibration_set"):
             calib = collect_calibration(
                 config.calib, source.spec, config.calib_size, source.split, config.seed, track
             )
         warnings += calib.warnings
+        with _timed(timings, "export"):
+            fp32 = _fp32_model(source, config, work, track)
         with _timed(timings, "export_check"):
             check = _check_export(source, fp32, calib, config, track)
         with _timed(timings, "calibrate"):
@@ -190,7 +191,10 @@ def _fp32_model(source: ModelSource, config: BuildConfig, work: Path, track: Tra
 
 
 def normalize_onnx(path: Path, out: Path) -> Path:
-    """Copy a user's ONNX as one file, its input/output renamed ``input``/``logits``."""
+    """Copy a user's ONNX as one file, its input/output renamed ``input``/``logits``.
+
+    Unnamed nodes get stable names (``Conv_0``, …) so ``nodes_to_exclude`` can address them.
+    """
     import onnx
 
     model = onnx.load(str(path))
@@ -199,9 +203,12 @@ def normalize_onnx(path: Path, out: Path) -> Path:
     renames = {old_in: INPUT_NAME, model.graph.output[0].name: OUTPUT_NAME}
     for value in [*model.graph.input, *model.graph.output]:
         value.name = renames.get(value.name, value.name)
-    for node in model.graph.node:
+    taken = {n.name for n in model.graph.node}
+    for i, node in enumerate(model.graph.node):
         node.input[:] = [renames.get(n, n) for n in node.input]
         node.output[:] = [renames.get(n, n) for n in node.output]
+        if not node.name and f"{node.op_type}_{i}" not in taken:
+            node.name = f"{node.op_type}_{i}"
     onnx.save(model, str(out))
     return out
 

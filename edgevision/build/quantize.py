@@ -120,6 +120,7 @@ def quantize_for_target(
 
     recipe = TARGETS.get(target)
     out = Path(out)
+    _check_node_names(model_path, nodes_to_exclude)
     quantize_static(
         str(model_path),
         str(out),
@@ -143,3 +144,19 @@ def quantize_for_target(
                 "report this with the model; exclude the offending nodes meanwhile",
             )
     return out
+
+
+def _check_node_names(model_path: str | os.PathLike[str], names: Sequence[str]) -> None:
+    """Refuse names the model does not have (a typo would silently quantize everything)."""
+    if not names:
+        return
+    import onnx
+
+    known = {n.name for n in onnx.load(str(model_path), load_external_data=False).graph.node}
+    unknown = [n for n in names if not n or n not in known]
+    if unknown:
+        sample = ", ".join(sorted(k for k in known if k)[:5])
+        raise BuildError(
+            f"nodes_to_exclude names {unknown[:5]} are not nodes of {model_path}",
+            f"use node names of the pre-processed model, e.g. {sample}",
+        )

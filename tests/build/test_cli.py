@@ -1,0 +1,84 @@
+"""`edgevision build` and `edgevision inspect` through the real entry point."""
+
+import json
+
+import pytest
+
+from edgevision.bundle import Bundle
+from edgevision.cli.app import main
+from tests.build.conftest import write_images
+
+
+@pytest.fixture(autouse=True)
+def _wide_terminal(monkeypatch):
+    # rich wraps at 80 columns when not on a terminal; messages are matched on one line.
+    monkeypatch.setenv("COLUMNS", "400")
+
+
+def _run(args, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+def _ok(args, capsys):
+    try:
+        main(args)
+    except SystemExit as exc:  # typer exits 0 explicitly on success in some versions
+        assert exc.code in (0, None), capsys.readouterr()
+    return capsys.readouterr().out
+
+
+def test_build_then_inspect(run_dir, data_dir, tmp_path, capsys):
+    calib = tmp_path / "calib"
+    write_images(calib, 16, seed=4)
+    (calib / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    out = _ok(
+        [
+            "build", str(run_dir), "--out", str(tmp_path / "b"), "--calib", str(calib),
+            "--calib-size", "16", "--method", "percentile", "--targets", "cpu",
+            "--exporter", "legacy", "--threads", "1", "--cache-dir", str(tmp_path / "cache"),
+        ],
+        capsys,
+    )  # fmt: skip
+    assert "export check on 16 images: max abs diff" in out
+    assert "skipped 1 unreadable calibration image" in out
+    assert "int8-cpu" in out and "model.int8.cpu.onnx" in out
+    bundle = Bundle.open(tmp_path / "b")
+    assert set(bundle.artifacts) == {"fp32", "int8-cpu"}
+    assert bundle.manifest["calibration"]["method"] == "percentile"
+    shown = _ok(["inspect", str(tmp_path / "b")], capsys)
+    assert "verified: all 6 files match" in shown and "percentile" in shown
+    as_json = _ok(["inspect", str(tmp_path / "b"), "--json"], capsys)
+    assert json.loads(as_json[: as_json.rindex("}") + 1])["schema_version"] == 1
+
+
+def test_inspect_refuses_tampered_missing_and_unknown(bundle_copy, capsys):
+    (bundle_copy / "model.int8.cpu.onnx").write_bytes(b"tampered")
+    code, _, err = _run(["inspect", str(bundle_copy)], capsys)
+    assert code == 2 and "model.int8.cpu.onnx does not match its SHA-256" in err
+    (bundle_copy / "calibration.json").unlink()
+    (bundle_copy / "model.int8.cpu.onnx").unlink()
+    code, _, err = _run(["inspect", str(bundle_copy)], capsys)
+    assert code == 2 and "is missing" in err
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest | {"schema_version": 99}))
+    code, _, err = _run(["inspect", str(bundle_copy)], capsys)
+    assert code == 2 and "schema_version 99" in err
+
+
+def test_build_errors_exit_2_without_traceback(run_dir, built, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(
+        ["build", str(run_dir), "--out", str(tmp_path / "x"), "--calib", str(tmp_path / "empty")],
+        capsys,
+    )
+    assert code == 2 and "has no images" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+    code, _, err = _run(["build", str(run_dir)], capsys)
+    assert code == 2 and "no --out" in err
+    code, _, err = _run(["build", str(built.out)], capsys)
+    assert code == 2 and "already a bundle" in err and "--target tensorrt" in err
+    code, _, err = _run(["build", str(run_dir), "--target", "tensorrt"], capsys)
+    assert code == 2 and "is not one" in err
