@@ -1,0 +1,171 @@
+"""`TrainConfig` (what `edgevision train` was asked to do) and `TrainResult` (what it did).
+
+Torch-free and light: the CLI reads the defaults at start-up and checks a config before torch
+is imported.
+The config is stored, as a plain dict, in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edgevision.errors import EdgeVisionError
+from edgevision.spec import RESIZE_MODES
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "step")
+MONITORS = ("val_acc", "val_loss", "val_f1")
+AUGMENTS = ("none", "light", "default", "strong")
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_RATIOS = (0.7, 0.15, 0.15)  # == edgevision.data.dataset.DEFAULT_RATIOS (tested)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; mirrors the `edgevision train` options.
+
+    ``weights``: ``"default"`` (shipped or timm-downloaded ImageNet weights), ``None`` (random
+    init, i.e. training from scratch) or a local checkpoint path. ``freeze``: ``"full"``,
+    ``"head"`` or ``"last:N"``. ``threads`` ``None`` means all cores.
+    """
+
+    data: str
+    out: str = "runs/train"
+    backbone: str = "efficientnet_lite0"
+    weights: str | None = "default"
+    size: int = 128
+    resize: str = "stretch"
+    freeze: str = "full"
+    dropout: float = 0.2
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    momentum: float = 0.9
+    batch_size: int = 32
+    epochs: int = 12
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    step_size: int = 5
+    gamma: float = 0.1
+    label_smoothing: float = 0.1
+    augment: str = "default"
+    hflip: bool = False
+    split: tuple[float, float, float] = DEFAULT_RATIOS
+    seed: int = 0
+    patience: int = 5
+    monitor: str = "val_acc"
+    resume: bool = False
+    overwrite: bool = False
+    compare_baseline: bool = False
+    device: str = "auto"
+    amp: bool | None = None
+    threads: int | None = None
+    workers: int = 0
+    cache_mb: int = 2048
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        self.data = str(self.data)
+        self.out = str(self.out)
+        if self.weights is not None and self.weights != "default":
+            self.weights = str(self.weights)
+        from edgevision.data.dataset import check_ratios  # cv2: not at CLI start-up
+
+        self.split = check_ratios(self.split)
+
+    def validate(self) -> None:
+        """Raise `EdgeVisionError` naming the first bad option and the fix."""
+        for name, value, options in (
+            ("--optimizer", self.optimizer, OPTIMIZERS),
+            ("--schedule", self.schedule, SCHEDULES),
+            ("--monitor", self.monitor, MONITORS),
+            ("--augment", self.augment, AUGMENTS),
+            ("--device", self.device, DEVICES),
+            ("--resize", self.resize, RESIZE_MODES),
+        ):
+            if value not in options:
+                raise EdgeVisionError(f"{name} {value!r} is not valid", f"use {', '.join(options)}")
+        self._check_ranges()
+        from edgevision.train.freeze import parse_freeze
+
+        parse_freeze(self.freeze)
+
+    def _check_ranges(self) -> None:
+        checks = (
+            ("--size", self.size, 16 <= self.size <= 1024, "16..1024"),
+            ("--epochs", self.epochs, self.epochs >= 1, ">= 1"),
+            ("--batch-size", self.batch_size, self.batch_size >= 1, ">= 1"),
+            ("--lr", self.lr, 0 < self.lr < 10, "in (0, 10)"),
+            ("--weight-decay", self.weight_decay, 0 <= self.weight_decay < 1, "in [0, 1)"),
+            ("--momentum", self.momentum, 0 <= self.momentum < 1, "in [0, 1)"),
+            ("--dropout", self.dropout, 0 <= self.dropout < 1, "in [0, 1)"),
+            ("--label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "[0, 1)"),
+            ("--warmup", self.warmup_epochs, 0 <= self.warmup_epochs <= self.epochs, "<= epochs"),
+            ("--step-size", self.step_size, self.step_size >= 1, ">= 1"),
+            ("--gamma", self.gamma, 0 < self.gamma <= 1, "in (0, 1]"),
+            ("--patience", self.patience, self.patience >= 0, ">= 0 (0 turns it off)"),
+            ("--workers", self.workers, self.workers >= 0, ">= 0"),
+            ("--cache-mb", self.cache_mb, self.cache_mb >= 0, ">= 0"),
+            ("--threads", self.threads, self.threads is None or self.threads >= 1, ">= 1"),
+        )
+        for name, value, ok, valid in checks:
+            if not ok:
+                raise EdgeVisionError(f"{name} {value} is out of range", f"use a value {valid}")
+        if self.resume and self.overwrite:
+            raise EdgeVisionError(
+                "--resume and --overwrite contradict each other", "pass only one of them"
+            )
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (lists, not tuples): safe for JSON and ``weights_only`` loads."""
+        d = asdict(self)
+        d["split"] = list(d["split"])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild a config from `to_dict`, ignoring keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: files, metrics (top-1 in [0, 1]) and its history."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    labels: list[str]
+    metrics: dict[str, Any]
+    history: list[dict[str, float]]
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    wall_s: float
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)  # the effective config (after --resume)
+    baseline: TrainResult | None = None  # the head-only run of --compare-baseline
+    model: Any = field(default=None, repr=False)  # the best weights, in eval mode (torch module)
+
+    @property
+    def val_top1(self) -> float:
+        return float(self.metrics["val"]["top1"])
+
+    @property
+    def test_top1(self) -> float:
+        return float(self.metrics["test"]["top1"])
+
+
+def default_threads() -> int:
+    """All cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        return os.cpu_count() or 1
