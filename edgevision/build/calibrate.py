@@ -10,6 +10,8 @@ targets are then quantized from this one file (``quantize_static(calibration_cac
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -203,6 +205,11 @@ def _compute(
     batches = [calib.tensors[i : i + step] for i in range(0, len(calib), step)]
     if fixed:
         batches = [b for b in batches if len(b) == fixed]
+    if not batches:
+        raise CalibrationError(
+            f"no calibration batch to run through {model_path}",
+            f"give at least {max(1, fixed or 1)} preprocessed images",
+        )
     with tempfile.TemporaryDirectory(prefix="edgevision-calib-") as tmp:
         calibrator = create_calibrator(
             model_path,
@@ -213,9 +220,11 @@ def _compute(
         )
         if threads:
             _limit_threads(calibrator, threads)
-        for batch in track(batches, len(batches), f"calibrate ({method})"):
-            calibrator.collect_data(_BatchReader(name, np.ascontiguousarray(batch)))
-        data = calibrator.compute_data()
+        # ORT's histogram collectors print() their settings; keep the terminal for progress bars.
+        with contextlib.redirect_stdout(io.StringIO()):
+            for batch in track(batches, len(batches), f"calibrate ({method})"):
+                calibrator.collect_data(_BatchReader(name, np.ascontiguousarray(batch)))
+            data = calibrator.compute_data()
     bad = [k for k, v in data.data.items() if not np.all(np.isfinite(v.range_value))]
     if bad:
         raise CalibrationError(

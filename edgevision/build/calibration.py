@@ -79,7 +79,7 @@ class CalibrationSet:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.tensors)
 
     @property
     def manifest_sha256(self) -> str:

@@ -1,0 +1,343 @@
+"""Benchmark `edgevision build` on the demo model: INT8 speed, accuracy, build time.
+
+Everything is measured in one run and latencies interleaved round by round, so the ratios hold
+on a shared, noisy machine. Batch 1, the same real preprocessed image for every backend.
+
+    .venv/bin/python tools/bench_build.py --run RUN [--bundle BUNDLE] [--json out.json]
+    .venv/bin/python tools/bench_build.py --variants [--run RUN]   # INT8 CPU recipes side by side
+
+Without --bundle (or with --rebuild) the bundle is built here, with a fresh calibration cache, so
+the build time is real. --variants quantizes EfficientNet-Lite0 (the RUN's model, else
+``create_model(num_classes=13)`` with ImageNet weights) at 128 px with several ORT recipes and
+times each against FP32; it needs no trained model (speed does not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GOALS = {"speedup": 2.5, "moonshot": 3.0, "drop": 0.5, "agreement": 99.0, "build_s": 120.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    results: dict[str, Any] = {"machine": machine(), "threads": args.threads}
+    if args.variants:
+        results["variants"] = bench_variants(args)
+    if args.run:
+        bundle, build = ensure_bundle(args)
+        results["build"] = build
+        results["latency"] = bench_latency(args.run, bundle, args)
+        results["accuracy"] = accuracy(bundle)
+        results["goals"] = goals(results)
+    print_tables(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--run", type=Path, help="RUN folder from `edgevision train` (the demo model)")
+    p.add_argument("--bundle", type=Path, help="bundle to measure (built here if missing)")
+    p.add_argument("--rebuild", action="store_true", help="build the bundle even if it exists")
+    p.add_argument("--calib", help="calibration DIR|GLOB|MANIFEST (default: training split)")
+    p.add_argument("--calib-size", type=int, default=512)
+    p.add_argument("--method", default="minmax")
+    p.add_argument("--build-threads", type=int, default=2, help="threads for the build")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads when timing")
+    p.add_argument("--rounds", type=int, default=30, help="interleaved rounds")
+    p.add_argument("--iters", type=int, default=20, help="inferences per backend per round")
+    p.add_argument("--variants", action="store_true", help="compare INT8 CPU recipes")
+    p.add_argument("--size", type=int, default=128, help="--variants: input size without --run")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    if not args.run and not args.variants:
+        p.error("give --run RUN (and optionally --bundle), or --variants")
+    return args
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count and whether it has AVX-512 VNNI (what INT8 speed hinges on)."""
+    import onnxruntime
+
+    info = {"cpu": platform.processor(), "cores": os.cpu_count(), "ort": onnxruntime.__version__}
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        info["cpu"] = next(
+            (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "Model name" in ln),
+            info["cpu"],
+        )
+        info["avx512_vnni"] = "avx512_vnni" in text
+    except OSError:
+        info["avx512_vnni"] = None
+    return info
+
+
+# -- build -------------------------------------------------------------------------------------
+def ensure_bundle(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """The bundle to measure, built here (fresh calibration cache) when asked or missing."""
+    from edgevision.build import BuildConfig, build_bundle
+
+    bundle = args.bundle or Path(tempfile.mkdtemp(prefix="bench-build-")) / "bundle"
+    if bundle.exists() and not args.rebuild:
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        return bundle, {"seconds": manifest["build"]["time_s"], "measured": "from manifest"}
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        config = BuildConfig(
+            input=args.run,
+            out=bundle,
+            calib=args.calib,
+            calib_size=args.calib_size,
+            method=args.method,
+            threads=args.build_threads,
+            cache_dir=Path(cache),
+        )
+        start = time.perf_counter()
+        result = build_bundle(config)
+        seconds = time.perf_counter() - start
+    return bundle, {
+        "seconds": round(seconds, 1),
+        "measured": "here",
+        "threads": args.build_threads,
+        "calibration_images": len(result.calibration),
+        "steps_s": result.report["timings_s"],
+    }
+
+
+# -- latency -----------------------------------------------------------------------------------
+def interleaved(fns: dict[str, Callable[[], Any]], rounds: int, iters: int) -> dict[str, list]:
+    """Per-call milliseconds of each fn, one block of ``iters`` calls per fn per round."""
+    for fn in fns.values():
+        for _ in range(max(3, iters // 2)):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            times[name].append(1000 * (time.perf_counter() - start) / iters)
+    return times
+
+
+def _image(bundle: Path) -> np.ndarray:
+    """A real preprocessed calibration image (falls back to a mid-grey frame)."""
+    from edgevision.bundle import Bundle
+    from edgevision.data.images import read_image
+    from edgevision.preprocess import preprocess
+
+    b = Bundle.open(bundle)
+    calib = json.loads(b.path("calibration.json").read_text())
+    for entry in calib.get("files", []):
+        path = Path(calib["root"]) / entry["path"]
+        if path.is_file():
+            return preprocess(read_image(path), b.spec)
+    return preprocess(np.full((b.spec.height, b.spec.width, 3), 128, np.uint8), b.spec)
+
+
+def bench_latency(run: Path, bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from edgevision.backends.ort import OrtRunner
+    from edgevision.backends.torch import TorchRunner
+    from edgevision.bundle import Bundle
+
+    b = Bundle.open(bundle)
+    x = _image(bundle)
+    runners = {
+        "int8-cpu (ORT)": OrtRunner.from_bundle(b, "int8-cpu", threads=args.threads),
+        "fp32 (ORT)": OrtRunner.from_bundle(b, "fp32", threads=args.threads),
+        "pytorch eager": TorchRunner.from_checkpoint(run, threads=args.threads),
+    }
+    for r in runners.values():
+        r.activate()
+    try:
+        fns = {name: (lambda r=r: r.infer(x)) for name, r in runners.items()}
+        times = interleaved(fns, args.rounds, args.iters)
+    finally:
+        for r in runners.values():
+            r.deactivate()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    int8, fp32, torch_ms = med["int8-cpu (ORT)"], med["fp32 (ORT)"], med["pytorch eager"]
+    return {
+        "median_ms": {k: round(v, 3) for k, v in med.items()},
+        "p90_ms": {k: round(float(np.percentile(v, 90)), 3) for k, v in times.items()},
+        "fp32_over_int8": round(fp32 / int8, 2),
+        "torch_over_int8": round(torch_ms / int8, 2),
+        "torch_over_fp32": round(torch_ms / fp32, 2),
+        "batch": 1,
+        "rounds": args.rounds,
+        "iters": args.iters,
+    }
+
+
+def accuracy(bundle: Path) -> dict[str, Any]:
+    """The build's own verification on the test split (from the manifest)."""
+    acc = json.loads((bundle / "manifest.json").read_text()).get("accuracy") or {}
+    models = acc.get("models", {})
+    out = {"images": acc.get("images"), "fp32_top1": models.get("fp32", {}).get("top1")}
+    for name in ("int8-cpu", "int8-trt"):
+        if name in models:
+            m = models[name]
+            out[name] = {k: m[k] for k in ("top1", "drop_points", "agreement")}
+    return out
+
+
+def goals(results: dict[str, Any]) -> dict[str, Any]:
+    speed = results["latency"]["fp32_over_int8"]
+    cpu = results["accuracy"].get("int8-cpu", {})
+    return {
+        "int8 >= 2.5x fp32": speed >= GOALS["speedup"],
+        "int8 >= 3x fp32 (moonshot)": speed >= GOALS["moonshot"],
+        "drop <= 0.5 points": cpu.get("drop_points", 99) <= GOALS["drop"],
+        "agreement >= 99%": cpu.get("agreement", 0) >= GOALS["agreement"],
+        "build < 2 min": results["build"]["seconds"] < GOALS["build_s"],
+    }
+
+
+# -- INT8 CPU recipes ---------------------------------------------------------------------------
+def _variant_recipes() -> dict[str, dict[str, Any]]:
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    u8s8 = dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    s8s8 = dict(activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+    return {
+        "QDQ U8S8 per-channel (default)": u8s8,
+        "QDQ U8S8 per-tensor": u8s8 | {"per_channel": False},
+        "QDQ U8S8 reduce_range": u8s8 | {"reduce_range": True},
+        "QDQ U8S8 keep Clip": u8s8 | {"extra_options": {"QDQKeepRemovableActivations": True}},
+        "QDQ U8S8 Conv/Gemm/Add only": u8s8 | {"op_types_to_quantize": ["Conv", "Gemm", "Add"]},
+        "QDQ S8S8": s8s8,
+        "QDQ S8S8 symmetric act.": s8s8 | {"extra_options": {"ActivationSymmetric": True}},
+        "QOperator U8S8": u8s8 | {"quant_format": QuantFormat.QOperator},
+        "QOperator S8S8": s8s8 | {"quant_format": QuantFormat.QOperator},
+    }
+
+
+def _variant_model(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Any]:
+    """Exported + pre-processed Lite0, and cached minmax ranges from real or random images."""
+    from edgevision.build.calibrate import calibrate
+    from edgevision.build.calibration import CalibrationSet
+    from edgevision.build.export import export_onnx
+    from edgevision.build.quantize import prepare_for_quantization
+    from edgevision.spec import ModelSpec
+
+    if args.run:
+        from edgevision.train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(args.run)
+        model, spec = ckpt.model, ckpt.spec
+    else:
+        from edgevision.train.backbones import create_model
+
+        model = create_model(num_classes=13).eval()
+        spec = ModelSpec(labels=[f"c{i}" for i in range(13)], input_size=(args.size, args.size))
+    fp32 = export_onnx(model, spec, work / "fp32.onnx")
+    prep = prepare_for_quantization(fp32, work / "prep.onnx")
+    rng = np.random.default_rng(0)
+    tensors = rng.normal(size=(32, *spec.input_shape(1)[1:])).astype(np.float32)
+    calib = CalibrationSet(work, "random normal (speed only)", [], tensors)
+    ranges = calibrate(prep, calib, spec, cache_dir=work / "cache", threads=args.build_threads)
+    return fp32, prep, ranges
+
+
+def bench_variants(args: argparse.Namespace) -> dict[str, Any]:
+    """Each INT8 recipe vs FP32, interleaved, plus graph-optimisation level on the default."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import quantize_static
+
+    with tempfile.TemporaryDirectory(prefix="bench-variants-") as tmp:
+        work = Path(tmp)
+        fp32, prep, ranges = _variant_model(args, work)
+        models = {"FP32": (fp32, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)}
+        for i, (name, kw) in enumerate(_variant_recipes().items()):
+            out = work / f"v{i}.onnx"
+            quantize_static(
+                str(prep),
+                str(out),
+                None,
+                calibrate_method=ranges.ort_method,
+                calibration_cache_path=str(ranges.cache_path),
+                **kw,
+            )
+            models[name] = (out, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        default = models["QDQ U8S8 per-channel (default)"][0]
+        models["default, graph opt EXTENDED"] = (
+            default,
+            ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        )
+        sessions = {
+            name: _session(path, level, args.threads) for name, (path, level) in models.items()
+        }
+        x = {"input": np.random.default_rng(1).normal(size=(1, 3, 128, 128)).astype(np.float32)}
+        if args.run:
+            x = {"input": np.zeros(sessions["FP32"].get_inputs()[0].shape[1:], np.float32)[None]}
+        fns = {name: (lambda s=s: s.run(None, x)) for name, s in sessions.items()}
+        times = interleaved(fns, args.rounds, args.iters)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        name: {"median_ms": round(ms, 3), "speedup_vs_fp32": round(med["FP32"] / ms, 2)}
+        for name, ms in med.items()
+    }
+
+
+def _session(path: Path, level: Any, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = level
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# -- output ------------------------------------------------------------------------------------
+def print_tables(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    m = results["machine"]
+    console.print(
+        f"{m['cpu']}, {m['cores']} cores, AVX-512 VNNI: {m.get('avx512_vnni')}, "
+        f"ONNX Runtime {m['ort']}, {results['threads']} thread(s) when timing"
+    )
+    if "variants" in results:
+        t = Table(title="INT8 CPU recipes vs FP32 (batch 1, interleaved)")
+        for col in ("recipe", "median ms", "speedup vs FP32"):
+            t.add_column(col)
+        for name, v in results["variants"].items():
+            t.add_row(name, f"{v['median_ms']:.3f}", f"{v['speedup_vs_fp32']:.2f}x")
+        console.print(t)
+    if "latency" in results:
+        lat = results["latency"]
+        t = Table(title="latency, batch 1, interleaved")
+        for col in ("backend", "median ms", "p90 ms"):
+            t.add_column(col)
+        for name, ms in lat["median_ms"].items():
+            t.add_row(name, f"{ms:.3f}", f"{lat['p90_ms'][name]:.3f}")
+        console.print(t)
+        console.print(
+            f"FP32/INT8 {lat['fp32_over_int8']}x, PyTorch/INT8 {lat['torch_over_int8']}x,"
+            f" PyTorch/FP32 {lat['torch_over_fp32']}x"
+        )
+        console.print(f"accuracy: {results['accuracy']}")
+        console.print(f"build: {results['build']}")
+        console.print(f"goals: {results['goals']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
