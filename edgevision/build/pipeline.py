@@ -73,6 +73,14 @@ class BuildConfig:
     seed: int = 0
     batch_size: int = 16
 
+    def __post_init__(self) -> None:
+        for name in ("input", "out", "spec", "eval", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                setattr(self, name, Path(value))
+        self.targets = tuple(self.targets)
+        self.nodes_to_exclude = tuple(self.nodes_to_exclude)
+
     def validate(self) -> None:
         """Reject bad options before any work, naming the option and the fix."""
         for name in self.targets:
