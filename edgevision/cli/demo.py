@@ -1,15 +1,100 @@
-"""`edgevision demo` (placeholder until its issue lands)."""
+"""`edgevision demo`: the whole job on embedded defaults, ending with one summary table."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from edgevision.demo import DemoResult
+
+HELP = """Run the main job end to end on generated data: synthetic road signs and a dash-cam
+clip → fine-tune EfficientNet-Lite0 → INT8 bundle → profile FP32 vs INT8 with a budget → run
+the pipeline on the clip. Finished stages are reused on a re-run unless --fresh."""
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
 
-    @app.command("demo", help="Not built yet.", hidden=True)
-    def _cmd() -> None:
-        from edgevision.errors import EdgeVisionError
+    @app.command("demo", help=HELP)
+    def demo_cmd(
+        out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for every output."),
+        fresh: bool = typer.Option(False, help="Redo every stage."),
+        epochs: int = typer.Option(8, help="Fine-tuning epochs."),
+        per_class: int = typer.Option(100, help="Synthetic images per class."),
+        budget_ms: float = typer.Option(25.0, help="p99 latency budget of the deployed model."),
+        threads: int = typer.Option(0, help="CPU threads (0 = all cores)."),
+        quiet: bool = typer.Option(False, help="Plain logs, fewer tables."),
+    ) -> None:
+        from edgevision.demo import DemoConfig, run_demo
 
-        raise EdgeVisionError("'edgevision demo' is not built yet in this version")
+        console = Console()
+        cfg = DemoConfig(
+            out=out,
+            fresh=fresh,
+            epochs=epochs,
+            per_class=per_class,
+            budget_ms=budget_ms,
+            threads=threads,
+            quiet=quiet,
+        )
+        result = run_demo(cfg, console)
+        console.print(summary_table(result))
+        console.print(stage_table(result))
+
+
+def summary_table(result: DemoResult):  # -> rich.table.Table
+    """Accuracy, latency and pipeline figures, and where each output is."""
+    from rich.table import Table
+
+    train, build = result.stage("train"), result.stage("build")
+    prof, run = result.stage("profile"), result.stage("run")
+    acc, lat = build["accuracy"], prof["latency_ms"]
+    table = Table(title="edgevision demo: summary", show_lines=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "val / test top-1 after fine-tuning (PyTorch)",
+        f"{100 * train['val_top1']:.1f}% / {100 * train['test_top1']:.1f}%",
+    )
+    for name, a in acc.items():
+        extra = (
+            "" if name == "fp32" else f"  (drop {a['drop']:+.2f} pts, agree {a['agreement']:.1f}%)"
+        )
+        table.add_row(f"test top-1 {name} (ONNX Runtime)", f"{a['top1']:.1f}%{extra}")
+    for name, s in lat.items():
+        table.add_row(f"latency {name} p50 / p99", f"{s['p50']:.2f} / {s['p99']:.2f} ms")
+    if "fp32" in lat and "int8-cpu" in lat:
+        table.add_row(
+            "INT8 speed-up over FP32 (p50)", f"{lat['fp32']['p50'] / lat['int8-cpu']['p50']:.2f}×"
+        )
+    table.add_row("budget", prof["budget"])
+    table.add_row(
+        "pipeline on the clip: FPS / latency p50 / p99",
+        f"{run['fps']:.1f} / {run['latency_p50_ms']:.1f} / {run['latency_p99_ms']:.1f} ms",
+    )
+    table.add_row("events agreeing with the clip's ground truth", f"{100 * run['agreement']:.1f}%")
+    for label, path in (
+        ("run folder", train["run"]),
+        ("bundle", build["bundle"]),
+        ("profile JSON / plot", f"{prof['json']}  {prof['plot']}"),
+        ("events / annotated video", f"{run['events']}  {run['video']}"),
+    ):
+        table.add_row(label, str(path))
+    return table
+
+
+def stage_table(result: DemoResult):  # -> rich.table.Table
+    """The wall time of each stage (reused stages say so)."""
+    from rich.table import Table
+
+    table = Table(title=f"stage times (total {result.seconds:.0f} s this run)")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("")
+    for s in result.stages:
+        table.add_row(s.name, f"{s.seconds:.1f}", "reused" if s.reused else "")
+    return table

@@ -1,0 +1,296 @@
+"""The main job end to end on embedded defaults: what `edgevision demo` (and `make demo`) runs.
+
+data → train → build → profile → run, each stage a call into the public API. Every stage writes
+a record (``OUT/stages/<stage>.json``) with its settings, results and wall time; a re-run reuses
+a stage whose record matches its settings and whose outputs still exist, unless ``fresh``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from edgevision.errors import EdgeVisionError
+from edgevision.fileio import atomic_write_json
+
+
+@dataclass
+class DemoConfig:
+    """The demo's settings; the defaults fit a 2-core CPU in well under 15 minutes."""
+
+    out: Path = Path("demo")
+    seed: int = 0
+    per_class: int = 100
+    image_size: tuple[int, int] = (160, 120)  # (width, height), as the generator takes it
+    clip_seconds: float = 20.0
+    clip_fps: int = 15
+    clip_size: tuple[int, int] = (320, 240)
+    train_size: int = 128
+    epochs: int = 8
+    freeze: str = "full"
+    calib_size: int = 512
+    method: str = "minmax"
+    iterations: int = 300
+    budget_ms: float = 25.0
+    percentile: str = "p99"
+    smooth: int = 3
+    threads: int = 0
+    fresh: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class StageRecord:
+    """One finished stage: its settings key, outputs, results and wall time."""
+
+    name: str
+    key: str
+    outputs: list[str]
+    result: dict[str, Any]
+    seconds: float
+    reused: bool = False
+
+
+@dataclass
+class DemoResult:
+    """Every stage's record, in order, and the total wall time."""
+
+    out: Path
+    stages: list[StageRecord] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def stage(self, name: str) -> dict[str, Any]:
+        """The result dict of one stage."""
+        return next(s.result for s in self.stages if s.name == name)
+
+
+# -- the stages --------------------------------------------------------------------------------
+# Each takes the config and the results so far, and returns (outputs, result).
+StageFn = Callable[[DemoConfig, Console, dict[str, dict[str, Any]]], tuple[list[Path], dict]]
+
+
+def stage_data(cfg: DemoConfig, console: Console, _: dict) -> tuple[list[Path], dict]:
+    """The synthetic road-sign dataset and the dash-cam clip with its ground truth."""
+    from edgevision.data.synth import CLASSES, generate_dataset
+    from edgevision.data.video import write_video
+
+    data = generate_dataset(
+        cfg.out / "data", per_class=cfg.per_class, seed=cfg.seed, size=cfg.image_size
+    )
+    clip = write_video(
+        cfg.out / "clip.mp4",
+        seconds=cfg.clip_seconds,
+        fps=cfg.clip_fps,
+        size=cfg.clip_size,
+        seed=cfg.seed,
+    )
+    images = len(CLASSES) * cfg.per_class
+    return [data, clip], {"data": str(data), "clip": str(clip), "images": images}
+
+
+def stage_train(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Path], dict]:
+    """Fine-tune the shipped EfficientNet-Lite0 on the road signs."""
+    from edgevision.train import TrainConfig, train
+
+    result = train(
+        TrainConfig(
+            data=done["data"]["data"],
+            out=str(cfg.out / "run"),
+            size=cfg.train_size,
+            epochs=cfg.epochs,
+            freeze=cfg.freeze,
+            seed=cfg.seed,
+            threads=cfg.threads or None,
+            overwrite=True,
+            quiet=cfg.quiet,
+        )
+    )
+    return [result.best_checkpoint], {
+        "run": str(result.run_dir),
+        "val_top1": result.val_top1,
+        "test_top1": result.test_top1,
+        "epochs": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "skipped_images": len(result.skipped),
+    }
+
+
+def stage_build(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Path], dict]:
+    """Export, calibrate, quantize (cpu + tensorrt Q/DQ) and verify into a bundle."""
+    from edgevision.build import BuildConfig, build_bundle
+    from edgevision.cli.build import print_result, rich_tracker
+
+    config = BuildConfig(
+        input=Path(done["train"]["run"]),
+        out=cfg.out / "bundle",
+        calib_size=cfg.calib_size,
+        method=cfg.method,
+        threads=cfg.threads,
+        seed=cfg.seed,
+    )
+    with rich_tracker(console) as track:
+        result = build_bundle(config, track)
+    if not cfg.quiet:
+        print_result(console, result)
+    accuracy = _accuracy(result.evaluation)
+    return [result.out], {
+        "bundle": str(result.out),
+        "build_s": result.build_time_s,
+        "accuracy": accuracy,
+        "warnings": result.warnings,
+    }
+
+
+def _accuracy(evaluation: Any) -> dict[str, dict[str, float]]:
+    """{artifact: {"top1", "drop", "agreement"}} in percent, from the build's evaluation."""
+    if evaluation is None:
+        return {}
+    return {
+        name: {
+            "top1": evaluation.top1(name),
+            "drop": evaluation.drop(name),
+            "agreement": evaluation.agreement(name),
+        }
+        for name in evaluation.predictions
+    }
+
+
+def stage_profile(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Path], dict]:
+    """FP32 vs INT8, interleaved, with the latency budget checked on the deployed artifact."""
+    from edgevision.profile import check_budget, plot_report, profile_models
+    from edgevision.profile.render import budget_text, report_table
+
+    bundle = done["build"]["bundle"]
+    report = profile_models(bundle, iterations=cfg.iterations, threads=cfg.threads)
+    json_path, png = cfg.out / "profile.json", cfg.out / "profile.png"
+    report.save(json_path)
+    plot_report(report, png)
+    budget = check_budget(report, cfg.budget_ms, cfg.percentile)
+    if not cfg.quiet:
+        console.print(report_table(report))
+        console.print(budget_text(budget))
+    stats = {
+        m.key: {"p50": m.stats.p50, "p99": m.stats.p99}
+        for m in report.measurements
+        if m.ran and m.kind == "model" and m.batch == 1
+    }
+    return [json_path, png], {
+        "json": str(json_path),
+        "plot": str(png),
+        "latency_ms": stats,
+        "deployed": report.deployed,
+        "budget_ok": budget.ok,
+        "budget": budget.message,
+    }
+
+
+def stage_run(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Path], dict]:
+    """The runtime on the dash-cam clip: events, an annotated video, agreement with the truth."""
+    from edgevision.data.video import read_truth
+    from edgevision.runtime import Pipeline, make_sink
+
+    events, video = cfg.out / "events.jsonl", cfg.out / "annotated.mp4"
+    clip = done["data"]["clip"]
+    sinks = [make_sink("jsonl", events), make_sink("video", video)]
+    summary = Pipeline(
+        done["build"]["bundle"], clip, sinks=sinks, threads=cfg.threads, smooth=cfg.smooth
+    ).run()
+    agreement = clip_agreement(events, read_truth(clip))
+    latency = summary.latency()
+    return [events, video], {
+        "events": str(events),
+        "video": str(video),
+        "frames": summary.frames_processed,
+        "fps": summary.fps,
+        "latency_p50_ms": latency["p50"],
+        "latency_p99_ms": latency["p99"],
+        "agreement": agreement,
+    }
+
+
+def clip_agreement(events_path: Path, truth: dict[str, Any]) -> float:
+    """Fraction of the clip's frames whose event label equals the ground-truth label."""
+    labels = {f["index"]: f["label"] for f in truth["frames"]}
+    hits = total = 0
+    with open(events_path, encoding="utf-8") as f:
+        for line in f:
+            event = json.loads(line)
+            index = event["frame"]
+            if index in labels:
+                total += 1
+                hits += event.get("label") == labels[index]
+    if total == 0:
+        raise EdgeVisionError(f"{events_path} has no events for the clip's frames")
+    return hits / total
+
+
+STAGES: tuple[tuple[str, StageFn, tuple[str, ...]], ...] = (
+    # name, function, the config fields its result depends on (beyond earlier stages)
+    (
+        "data",
+        stage_data,
+        ("seed", "per_class", "image_size", "clip_seconds", "clip_fps", "clip_size"),
+    ),
+    ("train", stage_train, ("train_size", "epochs", "freeze")),
+    ("build", stage_build, ("calib_size", "method")),
+    ("profile", stage_profile, ("iterations", "budget_ms", "percentile")),
+    ("run", stage_run, ("smooth",)),
+)
+
+
+# -- the driver -------------------------------------------------------------------------------
+def _stage_key(cfg: DemoConfig, fields_so_far: list[str]) -> str:
+    settings = {name: getattr(cfg, name) for name in fields_so_far}
+    return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:16]
+
+
+def _reusable(path: Path, key: str) -> StageRecord | None:
+    try:
+        record = StageRecord(**json.loads(path.read_text(encoding="utf-8")))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None
+    if record.key != key or not all(Path(p).exists() for p in record.outputs):
+        return None
+    record.reused = True
+    return record
+
+
+def run_demo(cfg: DemoConfig, console: Console | None = None) -> DemoResult:
+    """Run (or reuse) every stage in order; raise the first stage's error as it is."""
+    console = console or Console()
+    if cfg.fresh and cfg.out.exists():
+        shutil.rmtree(cfg.out)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    result = DemoResult(cfg.out)
+    started = time.perf_counter()
+    fields_so_far: list[str] = []
+    done: dict[str, dict[str, Any]] = {}
+    invalidated = False  # a stage that ran again invalidates every later one
+    for name, fn, depends in STAGES:
+        fields_so_far += depends
+        key = _stage_key(cfg, fields_so_far)
+        path = cfg.out / "stages" / f"{name}.json"
+        record = None if invalidated else _reusable(path, key)
+        if record is None:
+            invalidated = True
+            console.rule(f"[bold]{name}")
+            t0 = time.perf_counter()
+            outputs, stage_result = fn(cfg, console, done)
+            record = StageRecord(
+                name, key, [str(p) for p in outputs], stage_result, time.perf_counter() - t0
+            )
+            atomic_write_json(path, asdict(record) | {"reused": False})
+        else:
+            console.print(f"[dim]{name}: reused from {path} (--fresh to redo)[/]")
+        done[name] = record.result
+        result.stages.append(record)
+    result.seconds = time.perf_counter() - started
+    return result
