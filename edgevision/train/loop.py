@@ -107,10 +107,10 @@ def train(config: TrainConfig) -> TrainResult:
         dist_.cleanup(ctx)
 
 
-def _train_one(config: TrainConfig, ctx: dist_.DistContext, split: Split | None = None):
+def _train_one(config: TrainConfig, ctx: dist_.DistContext) -> TrainResult:
     start = time.perf_counter()
     config = _prepare_run_dir(config, ctx)
-    run = _setup(config, ctx, split)
+    run = _setup(config, ctx)
     try:
         _fit(run)
     except KeyboardInterrupt:
@@ -189,11 +189,11 @@ def _build_model(config: TrainConfig, spec: ModelSpec, log: NullLog) -> torch.nn
     return model
 
 
-def _setup(config: TrainConfig, ctx: dist_.DistContext, split: Split | None) -> _Run:
+def _setup(config: TrainConfig, ctx: dist_.DistContext) -> _Run:
     log = make_log(config.quiet, ctx.is_main)
     _setup_threads(config, ctx)
     store = ImageStore(config.cache_mb << 20)
-    split = split or _load_split(config, store)
+    split = _load_split(config, store)
     spec = _make_spec(config, split)
     _announce_data(log, split)
     if ctx.is_main and not config.resume:

@@ -152,3 +152,16 @@ def test_manifest_dataset(tiny_config, tiny_data, tmp_path):
     result = train(tiny_config(data=str(tiny_data / "labels.csv"), epochs=1))
     assert result.labels == ["blue", "green", "red"]
     assert sum(result.metrics["run"]["images"].values()) == 18
+
+
+def test_local_weights_file(tiny_config, tmp_path):
+    from edgevision.train.backbones import create_model
+
+    torch.manual_seed(7)
+    source = create_model("test_efficientnet", num_classes=10, weights=None)
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    result = train(tiny_config(weights=str(tmp_path / "w.pt"), freeze="head", epochs=1))
+    assert torch.equal(result.model.conv_stem.weight, source.conv_stem.weight)  # frozen, loaded
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    with pytest.raises(EdgeVisionError, match="cannot read weights"):
+        train(tiny_config(weights=str(tmp_path / "bad.pt"), out=str(tmp_path / "r2")))
