@@ -1,10 +1,13 @@
 """Build: export → calibrate → quantize → verify → bundle, each a small callable.
 
 ``build_bundle(BuildConfig(...))`` composes the steps; the steps are public for callers that
-need to run them separately (the demo, an accuracy-budget search). torch, onnx and
+need to run them separately (the demo, the accuracy-budget search: `analyze_sensitivity`,
+`fit_budget`, `advise_calibration_size`). torch, onnx and
 onnxruntime.quantization are imported inside the functions that need them.
 """
 
+from edgevision.build.advise import CalibrationAdvice, advise_calibration_size
+from edgevision.build.budget import BudgetResult, fit_budget
 from edgevision.build.calibrate import METHODS, CalibrationRanges, calibrate
 from edgevision.build.calibration import CalibrationSet, collect_calibration, write_manifest
 from edgevision.build.evaluate import (
@@ -18,6 +21,7 @@ from edgevision.build.evaluate import (
 from edgevision.build.export import EXPORTERS, ExportCheck, check_export, export_onnx
 from edgevision.build.pipeline import BuildConfig, BuildResult, build_bundle
 from edgevision.build.quantize import TARGETS, prepare_for_quantization, quantize_for_target
+from edgevision.build.sensitivity import LayerSensitivity, SensitivityTable, analyze_sensitivity
 from edgevision.build.source import ModelSource, load_source
 from edgevision.build.trt_check import check_tensorrt_qdq
 
@@ -25,14 +29,20 @@ __all__ = [
     "EXPORTERS",
     "METHODS",
     "TARGETS",
+    "BudgetResult",
     "BuildConfig",
     "BuildResult",
+    "CalibrationAdvice",
     "CalibrationRanges",
     "CalibrationSet",
     "EvalSet",
     "Evaluation",
     "ExportCheck",
+    "LayerSensitivity",
     "ModelSource",
+    "SensitivityTable",
+    "advise_calibration_size",
+    "analyze_sensitivity",
     "build_bundle",
     "calibrate",
     "check_export",
@@ -43,6 +53,7 @@ __all__ = [
     "eval_set_from_split",
     "evaluate",
     "export_onnx",
+    "fit_budget",
     "load_source",
     "prepare_for_quantization",
     "quantize_for_target",

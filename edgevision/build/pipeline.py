@@ -2,6 +2,9 @@
 
 Each step is a public callable in its own module; this function only wires them together and
 writes the bundle atomically at the end (a failed check, e.g. ``max_drop``, writes nothing).
+With ``max_drop``, an INT8 artifact over budget starts the accuracy-budget search
+(`fit_budget`: the fewest sensitive layers kept in float, same for every target); ``analyze``
+adds the sensitivity table to the report; the calibration advisor's verdict is always reported.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edgevision.build.advise import CalibrationAdvice, advise_calibration_size
+from edgevision.build.budget import BudgetResult, fit_budget
+from edgevision.build.budget import render_markdown as budget_markdown
 from edgevision.build.calibrate import METHODS, CalibrationRanges, calibrate
 from edgevision.build.calibration import MIN_IMAGES, CalibrationSet, collect_calibration
 from edgevision.build.evaluate import (
@@ -38,9 +44,12 @@ from edgevision.build.export import (
 from edgevision.build.progress import Tracker, silent
 from edgevision.build.quantize import TARGETS, prepare_for_quantization, quantize_for_target
 from edgevision.build.report import PLOT, plot_per_class, write_report
+from edgevision.build.sensitivity import FILES as SENSITIVITY_FILES
+from edgevision.build.sensitivity import SensitivityTable, analyze_sensitivity
 from edgevision.build.source import ModelSource, is_bundle, load_source
 from edgevision.bundle import write_bundle
 from edgevision.errors import BuildError, ConfigError
+from edgevision.fileio import atomic_write_text
 from edgevision.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,11 @@ class BuildConfig:
     nodes_to_exclude: tuple[str, ...] = ()
     seed: int = 0
     batch_size: int = 16
+    search_float: bool = True  # over --max-drop: keep the most sensitive layers in float
+    max_float_layers: int = 8  # the worst layers that search (and --analyze) may try in float
+    analyze: bool = False  # write the sensitivity table into the report
+    advise: bool = True  # calibration advisor: how many images the ranges needed
+    latency_iterations: int = 100  # interleaved rounds timing the budget's choices (0: skip)
 
     def __post_init__(self) -> None:
         for name in ("input", "out", "spec", "eval", "cache_dir"):
@@ -99,6 +113,12 @@ class BuildConfig:
             )
         if self.threads < 0 or self.batch_size < 1:
             raise ConfigError("--threads must be >= 0 and the batch size >= 1")
+        if self.max_float_layers < 1 or self.latency_iterations < 0:
+            raise ConfigError(
+                f"--max-float-layers {self.max_float_layers} / latency iterations "
+                f"{self.latency_iterations} out of range",
+                "use --max-float-layers >= 1 (8 default) and >= 0 latency iterations",
+            )
         if Path(self.out).resolve() == Path(self.input).resolve():
             raise ConfigError(f"--out {self.out} is the input", "write the bundle elsewhere")
 
@@ -116,6 +136,9 @@ class BuildResult:
     evaluation: Evaluation | None
     warnings: list[str] = field(default_factory=list)
     build_time_s: float = 0.0
+    advice: CalibrationAdvice | None = None
+    budget: BudgetResult | None = None  # with max_drop: what the accuracy budget cost
+    sensitivity: SensitivityTable | None = None
 
 
 def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
@@ -163,17 +186,20 @@ def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
             artifacts = _quantize(prep, ranges, config, work)
         with _timed(timings, "evaluate"):
             evaluation = _evaluate(fp32, artifacts, eval_set, source.spec, config, track)
-        if evaluation is not None:
-            if evaluation.skipped:
-                warnings.append(f"skipped {len(evaluation.skipped)} unreadable evaluation image(s)")
-            check_max_drop(evaluation, config.max_drop)
+        if evaluation is not None and evaluation.skipped:
+            warnings.append(f"skipped {len(evaluation.skipped)} unreadable evaluation image(s)")
+        with _timed(timings, "calibration_advice"):
+            advice = _advise(prep, calib, source.spec, config, track)
+        parts = _Parts(source, config, fp32, artifacts, calib, ranges, check, evaluation, advice)
+        with _timed(timings, "accuracy_budget"):
+            _accuracy(parts, prep, eval_set, work, track)
         elapsed = time.perf_counter() - started
-        parts = _Parts(source, config, fp32, artifacts, calib, ranges, check, evaluation)
         report = _report(parts, timings, warnings, elapsed)
         manifest = _write(parts, report, work)
     return BuildResult(
-        config.out, manifest, report, calib, ranges, check, evaluation, warnings, elapsed
-    )
+        config.out, manifest, report, calib, ranges, check, parts.evaluation, warnings, elapsed,
+        advice, parts.budget, parts.table,
+    )  # fmt: skip
 
 
 # -- steps as the pipeline uses them ----------------------------------------------------------
@@ -275,6 +301,64 @@ def _evaluate(
     return evaluation
 
 
+def _advise(
+    prep: Path, calib: CalibrationSet, spec: ModelSpec, config: BuildConfig, track: Tracker
+) -> CalibrationAdvice | None:
+    if not config.advise:
+        return None
+    advice = advise_calibration_size(
+        prep,
+        calib,
+        spec,
+        cache_dir=config.cache_dir,
+        threads=config.threads,
+        batch_size=config.batch_size,
+        track=track,
+    )
+    log.info("calibration advisor: %s", advice.message())
+    return advice
+
+
+# -- accuracy budget and sensitivity ----------------------------------------------------------
+def _accuracy(p: _Parts, prep: Path, eval_set: EvalSet | None, work: Path, track: Tracker) -> None:
+    """Meet ``max_drop`` (keeping layers in float when needed) and/or analyze sensitivity."""
+    config, spec = p.config, p.source.spec
+
+    def evaluator(models: dict[str, Path]) -> Evaluation:
+        return evaluate(models, eval_set, spec, config.threads, 2 * config.batch_size, track)
+
+    search = config.max_drop is not None and config.search_float and p.evaluation is not None
+    if search:
+        p.budget = fit_budget(
+            prep, p.ranges, p.calib, spec, eval_set, config.max_drop, work / "budget",
+            targets=config.targets, top_k=config.max_float_layers,
+            nodes_to_exclude=config.nodes_to_exclude, reference=p.fp32,
+            plain_models=p.artifacts, plain=p.evaluation, evaluator=evaluator,
+            latency_iterations=config.latency_iterations, threads=config.threads,
+            batch_size=config.batch_size, track=track,
+        )  # fmt: skip
+        log.info("%s", p.budget.summary())
+        p.table, p.artifacts = p.budget.table, p.budget.artifacts
+        p.evaluation, p.nodes_to_exclude = p.budget.evaluation, p.budget.nodes_to_exclude
+    elif p.evaluation is not None:
+        check_max_drop(p.evaluation, config.max_drop)
+    if config.analyze and p.table is None:
+        p.table = analyze_sensitivity(
+            prep, p.ranges, p.calib, spec, target=_worst_target(p), top_k=config.max_float_layers,
+            nodes_to_exclude=config.nodes_to_exclude, reference=p.fp32,
+            plain=p.artifacts[TARGETS.get(_worst_target(p)).artifact],
+            evaluator=evaluator if eval_set is not None else None, threads=config.threads,
+            batch_size=config.batch_size, work_dir=work, track=track,
+        )  # fmt: skip
+
+
+def _worst_target(p: _Parts) -> str:
+    """The target whose INT8 lost most top-1 (the first target when not evaluated)."""
+    if p.evaluation is None:
+        return p.config.targets[0]
+    return max(p.config.targets, key=lambda t: p.evaluation.drop(TARGETS.get(t).artifact))
+
+
 # -- the bundle -------------------------------------------------------------------------------
 @dataclass
 class _Parts:
@@ -286,6 +370,13 @@ class _Parts:
     ranges: CalibrationRanges
     check: ExportCheck | None
     evaluation: Evaluation | None
+    advice: CalibrationAdvice | None = None
+    budget: BudgetResult | None = None
+    table: SensitivityTable | None = None
+    nodes_to_exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.nodes_to_exclude = self.nodes_to_exclude or self.config.nodes_to_exclude
 
 
 def versions() -> dict[str, str | None]:
@@ -321,7 +412,10 @@ def _report(
         "calibration": _calibration_record(p) | {"stats": p.calib.stats},
         "accuracy": p.evaluation.summary() if p.evaluation else None,
         "targets": list(p.config.targets),
-        "nodes_to_exclude": list(p.config.nodes_to_exclude),
+        "nodes_to_exclude": list(p.nodes_to_exclude),
+        "calibration_advice": p.advice.to_dict() if p.advice else None,
+        "accuracy_budget": p.budget.to_dict() if p.budget else None,
+        "sensitivity": _sensitivity_record(p),
         "build_time_s": round(elapsed, 2),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
         "warnings": warnings,
@@ -340,11 +434,19 @@ def _write(p: _Parts, report: dict[str, Any], work: Path) -> dict[str, Any]:
         target = TARGETS.get(name)
         files[target.file] = p.artifacts[target.artifact]
         artifacts[target.artifact] = target.record() | {"calibration_method": p.config.method}
+        if p.nodes_to_exclude:
+            artifacts[target.artifact]["float_nodes"] = list(p.nodes_to_exclude)
     calib_doc = p.calib.manifest() | {"method": p.config.method}
     files[CALIBRATION_FILE] = (json.dumps(calib_doc, indent=2) + "\n").encode()
     reports = work / "report"
     reports.mkdir()
     files |= write_report(report, reports)
+    extra = _extra_markdown(p, report)
+    if extra:
+        md = files["report.md"]
+        files["report.md"] = atomic_write_text(md, Path(md).read_text(encoding="utf-8") + extra)
+    if p.table is not None:
+        files |= p.table.write(reports)
     if p.evaluation is not None:
         files[PLOT] = plot_per_class(p.evaluation, reports / PLOT)
     opset = next(
@@ -365,14 +467,53 @@ def _write(p: _Parts, report: dict[str, Any], work: Path) -> dict[str, Any]:
         },
         calibration=_calibration_record(p),
         accuracy=report["accuracy"],
+        accuracy_budget=_budget_record(p),
         versions=report["versions"],
         report={
             "json": "report.json",
             "markdown": "report.md",
             "plot": PLOT if p.evaluation else None,
+            "sensitivity": report["sensitivity"],
         },
     )
     return json.loads((Path(p.config.out) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _sensitivity_record(p: _Parts) -> dict[str, Any] | None:
+    if p.table is None:
+        return None
+    return dict(SENSITIVITY_FILES) | {"target": p.table.target, "layers": len(p.table.rows)}
+
+
+def _budget_record(p: _Parts) -> dict[str, Any] | None:
+    if p.budget is None:
+        return None
+    b = p.budget
+    return {
+        "max_drop": b.max_drop,
+        "met": b.met,
+        "float_layers": [r.layer for r in b.layers],
+        "float_nodes": list(b.nodes_to_exclude),
+        "drop_before": {k: round(v, 3) for k, v in b.before.drops.items()},
+        "drop_after": {k: round(v, 3) for k, v in b.after.drops.items()},
+        "latency_ms": b.latency["median_ms"] if b.latency else None,
+    }
+
+
+def _extra_markdown(p: _Parts, report: dict[str, Any]) -> str:
+    """report.md sections for the calibration advisor, the budget and the sensitivity table."""
+    text = ""
+    if p.advice is not None:
+        text += f"\n## Calibration advisor\n\n{p.advice.message()}.\n"
+    if report["accuracy_budget"]:
+        text += budget_markdown(report["accuracy_budget"])
+    if p.table is not None:
+        text += (
+            f"\n## Sensitivity\n\n{len(p.table.rows)} quantized layers ranked in "
+            f"[{SENSITIVITY_FILES['markdown']}]({SENSITIVITY_FILES['markdown']})\n\n"
+            f"![sensitivity]({SENSITIVITY_FILES['plot']})\n"
+        )
+    return text
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -20,8 +20,12 @@ HELP = """Export, calibrate, quantize to INT8 and verify a model; write a bundle
 
 INPUT is a RUN folder (or checkpoint) from `edgevision train`, or an .onnx file with --spec.
 Calibration defaults to a class-stratified sample of the run's training split; accuracy is
-checked on its test split (or --eval DIR). With --max-drop, a larger INT8 accuracy loss fails
-the build and writes nothing.
+checked on its test split (or --eval DIR). With --max-drop POINTS, an INT8 artifact that loses
+more top-1 starts a search: layers are ranked by quantization sensitivity (SQNR, then the
+accuracy effect of each in float) and the fewest are kept in float (the same for every target)
+until the budget is met; the report lists them, the accuracy before and after and the latency
+price. When even the worst --max-float-layers in float miss it, the build fails and writes
+nothing. --analyze adds the sensitivity table (JSON, markdown, PNG) to the report.
 
 When INPUT is an existing bundle, --target tensorrt builds its TensorRT engine on this device."""
 
@@ -40,6 +44,12 @@ def register(app: typer.Typer) -> None:
         targets: str = typer.Option("cpu,tensorrt", help="INT8 targets, comma-separated."),
         eval_dir: Path | None = typer.Option(None, "--eval", help="Labelled ImageFolder."),
         max_drop: float | None = typer.Option(None, help="Max INT8 top-1 drop (points)."),
+        float_search: bool = typer.Option(
+            True, help="Over --max-drop: keep sensitive layers in float (else fail)."
+        ),
+        max_float_layers: int = typer.Option(8, help="Worst layers the search may keep float."),
+        analyze: bool = typer.Option(False, help="Write the layer sensitivity table to report."),
+        advise: bool = typer.Option(True, help="Calibration advisor (ranges vs set size)."),
         threads: int = typer.Option(0, help="CPU threads for torch/ORT (0 = default)."),
         exporter: str = typer.Option("dynamo", help="ONNX exporter: dynamo or legacy."),
         cache_dir: Path | None = typer.Option(None, help="Calibration cache folder."),
@@ -89,6 +99,10 @@ def register(app: typer.Typer) -> None:
             threads=threads,
             exporter=exporter,
             cache_dir=cache_dir,
+            search_float=float_search,
+            max_float_layers=max_float_layers,
+            analyze=analyze,
+            advise=advise,
         )
         with _log_to(console), rich_tracker(console) as track:
             result = build_bundle(config, track)
@@ -177,3 +191,33 @@ def print_result(console: Console, result: BuildResult) -> None:
         f"built in {result.build_time_s:.1f} s; calibration: {len(result.calibration)} "
         f"images, ranges {'from cache' if result.ranges.from_cache else 'computed'}"
     )
+    if result.advice is not None:
+        console.print(f"calibration advisor: {result.advice.message()}", markup=False)
+    if result.budget is not None:
+        print_budget(console, result)
+    if result.sensitivity is not None:
+        worst = ", ".join(r.layer for r in result.sensitivity.rows[:3])
+        console.print(
+            f"sensitivity: {len(result.sensitivity.rows)} layers in "
+            f"{result.out / 'sensitivity.md'} (worst SQNR: {worst})",
+            markup=False,
+        )
+
+
+def print_budget(console: Console, result: BuildResult) -> None:
+    """The accuracy budget: layers kept in float, what each cost, before and after."""
+    from rich.table import Table
+
+    budget = result.budget
+    console.print(f"accuracy budget: {budget.summary()}", markup=False)
+    if not budget.layers:
+        return
+    table = Table(title="kept in float")
+    for col in ("layer", "op", "SQNR dB", "drop alone", "latency added ms", "nodes"):
+        table.add_column(col)
+    added = {e["layer"]: e["added_ms"] for e in (budget.latency or {}).get("layers", [])}
+    for r in budget.layers:
+        alone = "—" if r.drop is None else f"{r.drop:.2f}"
+        ms = f"{added[r.layer]:+.3f}" if r.layer in added else "—"
+        table.add_row(r.layer, r.op_type, f"{r.sqnr_db:.1f}", alone, ms, str(len(r.float_nodes)))
+    console.print(table)

@@ -1,0 +1,463 @@
+"""An accuracy budget for INT8: keep the fewest layers in float that bring the top-1 drop
+within ``max_drop`` points, for every target at once, and say what it cost in latency.
+
+`fit_budget` ranks layers with `analyze_sensitivity` on the target plain INT8 hurts most, then
+
+1. adds candidates greedily — the ones whose float version measured best first, then by SQNR —
+   re-quantizing every target with the same ``nodes_to_exclude`` and re-verifying on the
+   evaluation set after each, until all targets are within budget;
+2. prunes: tries the result without each earlier candidate, and drops those not needed;
+3. times FP32, plain INT8 and INT8 with each kept layer added in turn, interleaved round-robin
+   with ONNX Runtime, so every float layer has its latency price.
+
+When even the ``top_k`` worst layers all in float miss the budget, it raises
+`BudgetExceededError` naming the best result found (the exception's ``result`` holds it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgevision.build.calibrate import CalibrationRanges
+from edgevision.build.calibration import CalibrationSet
+from edgevision.build.evaluate import EvalSet, Evaluation
+from edgevision.build.progress import Tracker, silent
+from edgevision.build.quantize import TARGETS, quantize_for_target
+from edgevision.build.sensitivity import (
+    Evaluator,
+    LayerSensitivity,
+    SensitivityTable,
+    analyze_sensitivity,
+    make_evaluator,
+    union,
+)
+from edgevision.errors import BudgetExceededError, ConfigError
+from edgevision.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+FP32 = "fp32"
+
+
+@dataclass
+class BudgetStep:
+    """One re-verification: these layers in float, and what every target then lost."""
+
+    phase: str  # "plain", "add" or "prune"
+    layers: list[str]
+    nodes: tuple[str, ...]
+    drops: dict[str, float]  # artifact → top-1 points lost vs FP32
+    top1: dict[str, float]
+    agreement: dict[str, float]
+    ok: bool
+
+    @property
+    def worst(self) -> float:
+        return max(self.drops.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        r = lambda d: {k: round(v, 3) for k, v in d.items()}  # noqa: E731
+        return {
+            "phase": self.phase,
+            "layers": self.layers,
+            "nodes": list(self.nodes),
+            "drops": r(self.drops),
+            "top1": r(self.top1),
+            "agreement": r(self.agreement),
+            "ok": self.ok,
+        }
+
+    def describe(self) -> str:
+        return ", ".join(f"{n} drops {d:.2f} points" for n, d in self.drops.items())
+
+
+@dataclass
+class BudgetResult:
+    """What the budget search found. ``evaluation`` and ``artifacts`` are those of the result
+    (the plain ones when plain INT8 was already within budget)."""
+
+    max_drop: float
+    met: bool
+    fp32_top1: float
+    layers: list[LayerSensitivity]  # kept in float, in the order they were added
+    nodes_to_exclude: tuple[str, ...]
+    before: BudgetStep
+    after: BudgetStep
+    steps: list[BudgetStep]
+    evaluation: Evaluation
+    artifacts: dict[str, Path]
+    table: SensitivityTable | None = None
+    latency: dict[str, Any] | None = None
+    searched: int = 0  # candidates the search could use
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report section (JSON-ready)."""
+        added = {e["layer"]: e for e in (self.latency or {}).get("layers", [])}
+        return {
+            "max_drop": self.max_drop,
+            "met": self.met,
+            "fp32_top1": round(self.fp32_top1, 3),
+            "ranked_on": self.table.target if self.table else None,
+            "float_layers": [
+                {
+                    "layer": r.layer,
+                    "op_type": r.op_type,
+                    "float_nodes": list(r.float_nodes),
+                    "sqnr_db": r.sqnr_db,
+                    "drop_alone": r.drop,
+                    "added_ms": added.get(r.layer, {}).get("added_ms"),
+                }
+                for r in self.layers
+            ],
+            "nodes_to_exclude": list(self.nodes_to_exclude),
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "latency": self.latency,
+            "evaluations": len(self.steps) - 1,
+            "candidates": self.searched,
+            "steps": [s.to_dict() for s in self.steps],
+            "notes": self.notes,
+        }
+
+    def summary(self) -> str:
+        """One line for the console."""
+        if not self.layers:
+            return f"plain INT8 is within --max-drop {self.max_drop:g} ({self.before.describe()})"
+        price = ""
+        if self.latency:
+            price = (
+                f"; latency {self.latency['median_ms']['int8']:.3f} → "
+                f"{self.latency['median_ms']['budgeted']:.3f} ms "
+                f"({self.latency['target']}, x{self.latency['budgeted_over_plain']:.2f})"
+            )
+        return (
+            f"{len(self.layers)} layer(s) kept in float ({len(self.nodes_to_exclude)} nodes) to "
+            f"meet --max-drop {self.max_drop:g}: before {self.before.describe()}; after "
+            f"{self.after.describe()}{price}"
+        )
+
+
+def fit_budget(
+    fp32_path: str | os.PathLike[str],
+    ranges: CalibrationRanges,
+    calib: CalibrationSet,
+    spec: ModelSpec,
+    eval_set: EvalSet | None,
+    max_drop: float,
+    out_dir: str | os.PathLike[str],
+    *,
+    targets: Sequence[str] = ("cpu", "tensorrt"),
+    top_k: int = 8,
+    nodes_to_exclude: Sequence[str] = (),
+    reference: str | os.PathLike[str] | None = None,
+    plain_models: Mapping[str, str | os.PathLike[str]] | None = None,
+    plain: Evaluation | None = None,
+    table: SensitivityTable | None = None,
+    evaluator: Evaluator | None = None,
+    latency_iterations: int = 100,
+    threads: int = 0,
+    batch_size: int = 16,
+    track: Tracker = silent,
+) -> BudgetResult:
+    """Keep the fewest layers of ``fp32_path`` (the pre-processed FP32 model that was
+    calibrated) in float so that every target's INT8 loses at most ``max_drop`` top-1 points.
+
+    The INT8 artifacts are written under ``out_dir``; ``plain_models``/``plain`` (artifact name
+    → path, and their evaluation) and ``table`` are reused when given. Raises
+    `BudgetExceededError` (``.result`` holds the best `BudgetResult`) when the ``top_k`` worst
+    layers all in float still miss the budget.
+    """
+    if max_drop < 0:
+        raise ConfigError(f"max_drop {max_drop} is negative", "give points >= 0, e.g. 0.5")
+    if evaluator is None:
+        if eval_set is None:
+            raise ConfigError(
+                "an accuracy budget needs a labelled evaluation set, and there is none",
+                "give --eval DIR (an ImageFolder), or build from a RUN folder with split.json",
+            )
+        evaluator = make_evaluator(eval_set, spec, threads, 2 * batch_size, track)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    search = _Search(
+        Path(fp32_path), Path(reference or fp32_path), ranges, tuple(targets), evaluator,
+        max_drop, Path(out_dir), tuple(nodes_to_exclude),
+    )  # fmt: skip
+    models = {
+        k: Path(v) for k, v in (plain_models or search.quantize(search.base, "plain")).items()
+    }
+    before = search.record(
+        "plain", [], search.base, plain or evaluator({FP32: search.ref, **models})
+    )
+    if before.ok:
+        result = search.result(True, [], before, models, None)
+    else:
+        if table is None:
+            worst = max(before.drops, key=before.drops.__getitem__)
+            table = analyze_sensitivity(
+                fp32_path, ranges, calib, spec, target=_target_of(worst), top_k=top_k,
+                nodes_to_exclude=search.base, reference=search.ref, plain=models[worst],
+                evaluator=evaluator, threads=threads, batch_size=batch_size,
+                work_dir=out_dir, track=track,
+            )  # fmt: skip
+        result = search.run(table, top_k)
+    if latency_iterations > 0:
+        sample = calib.tensors[:1]
+        result.latency = search.latency(result, models, sample, latency_iterations, threads)
+    return result
+
+
+def _target_of(artifact: str) -> str:
+    return next(n for n in TARGETS.names() if TARGETS.get(n).artifact == artifact)
+
+
+class _Search:
+    """The state of one budget search: every quantize + evaluate it did, and the best so far."""
+
+    def __init__(
+        self,
+        fp32: Path,
+        ref: Path,
+        ranges: CalibrationRanges,
+        targets: tuple[str, ...],
+        evaluator: Evaluator,
+        max_drop: float,
+        out: Path,
+        base: tuple[str, ...],
+    ) -> None:
+        self.fp32, self.ref, self.ranges, self.targets = fp32, ref, ranges, targets
+        self.evaluator, self.max_drop, self.out, self.base = evaluator, max_drop, out, base
+        self.steps: list[BudgetStep] = []
+        self.found: dict[int, tuple[dict[str, Path], Evaluation]] = {}
+        self.fp32_top1 = 0.0
+        self.last_eval: Evaluation | None = None
+
+    def quantize(self, nodes: Sequence[str], folder: str, only: str | None = None) -> dict:
+        """INT8 models of every target (or ``only`` one) with ``nodes`` in float."""
+        out = {}
+        (self.out / folder).mkdir(parents=True, exist_ok=True)
+        for name in (only,) if only else self.targets:
+            t = TARGETS.get(name)
+            out[t.artifact] = quantize_for_target(
+                self.fp32, self.ranges, name, self.out / folder / t.file, nodes
+            )
+        return out
+
+    def record(
+        self, phase: str, layers: list[LayerSensitivity], nodes: tuple[str, ...], ev: Evaluation
+    ) -> BudgetStep:
+        names = [n for n in ev.predictions if n != ev.reference]
+        step = BudgetStep(
+            phase,
+            [r.layer for r in layers],
+            nodes,
+            {n: ev.drop(n) for n in names},
+            {n: ev.top1(n) for n in names},
+            {n: ev.agreement(n) for n in names},
+            all(ev.drop(n) <= self.max_drop for n in names),
+        )
+        self.steps.append(step)
+        self.fp32_top1 = ev.top1(ev.reference)
+        self.last_eval = ev
+        what = f"{phase} {', '.join(step.layers)}" if step.layers else "plain INT8"
+        log.info("accuracy budget, %s: %s", what, step.describe())
+        return step
+
+    def trial(self, phase: str, layers: list[LayerSensitivity]) -> BudgetStep:
+        nodes = union(self.base, *(r.float_nodes for r in layers))
+        models = self.quantize(nodes, f"try{len(self.steps)}")
+        step = self.record(phase, layers, nodes, self.evaluator({FP32: self.ref, **models}))
+        self.found[id(step)] = (models, self.last_eval)
+        return step
+
+    def run(self, table: SensitivityTable, top_k: int) -> BudgetResult:
+        candidates = table.candidates()[:top_k]
+        chosen: list[LayerSensitivity] = []
+        step = self.steps[0]
+        for row in candidates:
+            if set(row.float_nodes) <= set(union(self.base, *(r.float_nodes for r in chosen))):
+                continue  # already in float through an earlier choice
+            chosen.append(row)
+            step = self.trial("add", chosen)
+            if step.ok:
+                break
+        if not step.ok:
+            raise self.failure(table, candidates)
+        for row in reversed(chosen[:-1]):
+            rest = [r for r in chosen if r is not row]
+            pruned = self.trial("prune", rest)
+            if pruned.ok:
+                chosen, step = rest, pruned
+        models, ev = self.found[id(step)]
+        return self.result(True, chosen, step, models, table, len(candidates), ev)
+
+    def result(
+        self,
+        met: bool,
+        layers: list[LayerSensitivity],
+        step: BudgetStep,
+        models: dict[str, Path],
+        table: SensitivityTable | None,
+        searched: int = 0,
+        ev: Evaluation | None = None,
+    ) -> BudgetResult:
+        return BudgetResult(
+            self.max_drop,
+            met,
+            self.fp32_top1,
+            layers,
+            step.nodes,
+            self.steps[0],
+            step,
+            self.steps,
+            ev or self.last_eval,
+            models,
+            table,
+            searched=searched,
+        )
+
+    def failure(
+        self, table: SensitivityTable, candidates: list[LayerSensitivity]
+    ) -> BudgetExceededError:
+        best = min(self.steps, key=lambda s: s.worst)
+        models, ev = self.found.get(id(best), ({}, self.last_eval))
+        result = self.result(False, [table.row(n) for n in best.layers], best, models, table)
+        result.searched = len(candidates)
+        listing = ", ".join(best.layers) or "none"
+        err = BudgetExceededError(
+            f"INT8 accuracy is outside --max-drop {self.max_drop:g} even with the "
+            f"{len(candidates)} most sensitive layer(s) in float. Plain INT8: "
+            f"{self.steps[0].describe()}; best found: {best.describe()} with "
+            f"{len(best.layers)} layer(s) in float ({listing}); FP32 top-1 "
+            f"{self.fp32_top1:.2f}%. The bundle was not written",
+            "loosen --max-drop, raise --max-float-layers, try --method entropy or percentile, "
+            "or calibrate on more representative images (--calib)",
+        )
+        err.result = result  # type: ignore[attr-defined]
+        return err
+
+    def latency(
+        self,
+        result: BudgetResult,
+        plain: dict[str, Path],
+        sample: np.ndarray,
+        iterations: int,
+        threads: int,
+    ) -> dict[str, Any]:
+        """Median batch-1 ORT latency of FP32, plain INT8 and INT8 with each layer added."""
+        target = "cpu" if "cpu" in self.targets else self.targets[0]
+        art = TARGETS.get(target).artifact
+        models: dict[str, Path] = {FP32: self.ref, "int8": plain[art]}
+        for i, _row in enumerate(result.layers[:-1]):
+            nodes = union(self.base, *(r.float_nodes for r in result.layers[: i + 1]))
+            models[f"+{i + 1}"] = self.quantize(nodes, f"latency{i}", target)[art]
+        if result.layers:
+            models[f"+{len(result.layers)}"] = result.artifacts[art]
+        ms = measure_latency(models, sample, iterations, threads)
+        layers, prev = [], ms["int8"]
+        for i, row in enumerate(result.layers):
+            now = ms[f"+{i + 1}"]
+            layers.append(
+                {
+                    "layer": row.layer,
+                    "float_nodes": list(row.float_nodes),
+                    "cumulative_ms": round(now, 4),
+                    "added_ms": round(now - prev, 4),
+                }
+            )
+            prev = now
+        budgeted = ms[f"+{len(result.layers)}"] if result.layers else ms["int8"]
+        return {
+            "target": target,
+            "backend": "onnxruntime CPU",
+            "batch": 1,
+            "threads": threads,
+            "iterations": iterations,
+            "interleaved": True,
+            "median_ms": {
+                "fp32": round(ms[FP32], 4),
+                "int8": round(ms["int8"], 4),
+                "budgeted": round(budgeted, 4),
+            },
+            "layers": layers,
+            "budgeted_over_plain": round(budgeted / ms["int8"], 3),
+            "fp32_over_budgeted": round(ms[FP32] / budgeted, 3),
+        }
+
+
+def measure_latency(
+    models: Mapping[str, str | os.PathLike[str]],
+    sample: np.ndarray,
+    iterations: int = 100,
+    threads: int = 0,
+) -> dict[str, float]:
+    """Median milliseconds per batch of ``sample`` for each ONNX model, with ONNX Runtime,
+    interleaved round-robin in a fresh order each round (edgevision.profile's method)."""
+    from edgevision.backends.ort import OrtRunner
+    from edgevision.profile.models import round_robin, runner_timer
+
+    runners = {n: OrtRunner(p, threads=threads, name=f"ort:{n}") for n, p in models.items()}
+    try:
+        timers = {n: runner_timer(r.activate(), sample) for n, r in runners.items()}
+        samples = round_robin(timers, iterations, warmup=max(3, iterations // 10))
+    finally:
+        for r in runners.values():
+            if r.is_active:
+                r.deactivate()
+    return {n: statistics.median(v) for n, v in samples.items()}
+
+
+def render_markdown(section: dict[str, Any]) -> str:
+    """The report.md section for a `BudgetResult.to_dict()`."""
+    lines = ["", "## Accuracy budget", ""]
+    before, after = section["before"], section["after"]
+    lines += [
+        f"--max-drop {section['max_drop']:g} top-1 points (FP32 {section['fp32_top1']:.2f}%): "
+        + ("met" if section["met"] else "missed")
+        + (
+            f", {len(section['float_layers'])} layer(s) kept in float."
+            if section["float_layers"]
+            else " by plain INT8."
+        ),  # fmt: skip
+        "",
+        "| artifact | top-1 before | drop before | top-1 after | drop after | agreement after |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in after["drops"]:
+        lines.append(
+            f"| {name} | {before['top1'][name]:.2f} | {before['drops'][name]:.2f} "
+            f"| {after['top1'][name]:.2f} | {after['drops'][name]:.2f} "
+            f"| {after['agreement'][name]:.2f} |"
+        )
+    lat = section.get("latency")
+    if section["float_layers"]:
+        lines += [
+            "",
+            "| layer in float | op | SQNR (dB) | drop with it alone | latency added (ms) | nodes |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        for f in section["float_layers"]:
+            alone = "—" if f["drop_alone"] is None else f"{f['drop_alone']:.2f}"
+            ms = "—" if f["added_ms"] is None else f"{f['added_ms']:+.3f}"
+            nodes = ", ".join(f"`{n}`" for n in f["float_nodes"])
+            lines.append(
+                f"| `{f['layer']}` | {f['op_type']} | {f['sqnr_db']:.2f} | {alone} | {ms} "
+                f"| {nodes} |"
+            )
+    if lat:
+        m = lat["median_ms"]
+        lines += [
+            "",
+            f"Latency ({lat['backend']}, {lat['target']} artifact, batch 1, interleaved, median): "
+            f"FP32 {m['fp32']:.3f} ms, plain INT8 {m['int8']:.3f} ms, budgeted INT8 "
+            f"{m['budgeted']:.3f} ms (x{lat['budgeted_over_plain']:.2f} of plain, "
+            f"{lat['fp32_over_budgeted']:.2f}x faster than FP32).",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,144 @@
+"""The accuracy budget end to end on a model plain INT8 destroys (tests/build/outlier_model.py):
+the search finds the float layers, meets the budget, reports the latency price; an impossible
+budget fails and writes nothing."""
+
+import json
+
+import onnx
+import pytest
+
+from edgevision.build import build_bundle, check_tensorrt_qdq
+from edgevision.build.budget import BudgetStep, render_markdown
+from edgevision.bundle import Bundle
+from edgevision.cli.app import main
+from edgevision.errors import BudgetExceededError
+from tests.build.outlier_model import NODES, make_outlier
+from tests.build.outlier_model import build_config as _config
+
+
+@pytest.fixture(scope="module")
+def outlier(tmp_path_factory):
+    return make_outlier(tmp_path_factory.mktemp("outlier"))
+
+
+def _quantized_tensors(path) -> set[str]:
+    return {n.input[0] for n in onnx.load(str(path)).graph.node if n.op_type == "QuantizeLinear"}
+
+
+def test_budget_keeps_the_outlier_layers_in_float(outlier, tmp_path):
+    result = build_bundle(_config(outlier, tmp_path / "b", max_drop=0.5))
+    budget = result.budget
+    assert budget.met and set(budget.nodes_to_exclude) == set(NODES)
+    assert [r.layer for r in budget.layers] == ["conv1", "conv2"]
+    assert all(d > 60 for d in budget.before.drops.values())  # plain INT8: one class for all
+    assert set(budget.after.drops) == {"int8-cpu", "int8-trt"}
+    assert all(d <= 0.5 for d in budget.after.drops.values())
+    assert any(s.phase == "prune" and not s.ok for s in budget.steps)  # both layers are needed
+    bundle = Bundle.open(result.out)
+    m = bundle.manifest
+    assert m["accuracy"]["models"]["int8-trt"]["drop_points"] <= 0.5
+    assert m["artifacts"]["int8-cpu"]["float_nodes"] == m["artifacts"]["int8-trt"]["float_nodes"]
+    assert m["accuracy_budget"]["float_layers"] == ["conv1", "conv2"]
+    assert check_tensorrt_qdq(bundle.path("model.int8.trt.onnx")) == []
+    for file in ("model.int8.cpu.onnx", "model.int8.trt.onnx"):
+        quantized = _quantized_tensors(bundle.path(file))
+        assert not quantized & {"c1", "c2"} and {"c3", "f"} <= quantized  # only those two float
+    report = json.loads(bundle.path("report.json").read_text())
+    section = report["accuracy_budget"]
+    lat = section["latency"]
+    assert lat["interleaved"] and lat["target"] == "cpu"
+    assert all(lat["median_ms"][k] > 0 for k in ("fp32", "int8", "budgeted"))
+    assert [e["layer"] for e in lat["layers"]] == ["conv1", "conv2"]
+    assert lat["layers"][-1]["cumulative_ms"] == lat["median_ms"]["budgeted"]
+    assert report["nodes_to_exclude"] == section["nodes_to_exclude"]
+    md = bundle.path("report.md").read_text()
+    assert "## Accuracy budget" in md and "| `conv1` | Conv |" in md and "## Calibration" in md
+    table = json.loads(bundle.path("sensitivity.json").read_text())
+    assert [r["layer"] for r in table["layers"][:2]] == ["conv1", "conv2"]
+
+
+def test_impossible_budget_fails_and_writes_nothing(outlier, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("an earlier bundle")
+    # Both outlier tensors must be float: one float layer can never be enough.
+    config = _config(outlier, out, max_drop=0.5, max_float_layers=1, targets=("cpu",))
+    with pytest.raises(BudgetExceededError) as info:
+        build_bundle(config)
+    message = str(info.value)
+    assert "even with the 1 most sensitive layer(s) in float" in message
+    assert "Plain INT8: int8-cpu drops 66.67 points" in message and "best found" in message
+    assert "--max-float-layers" in info.value.fix
+    assert info.value.result.met is False and info.value.result.searched == 1
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    with pytest.raises(BudgetExceededError, match="int8-cpu drops 66.67 points"):
+        build_bundle(_config(outlier, out, max_drop=0.5, search_float=False, targets=("cpu",)))
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_within_budget_plain_int8_is_kept(outlier, tmp_path):
+    """A generous budget: no search, the plain artifacts, the price of INT8 still timed."""
+    config = _config(outlier, tmp_path / "b", max_drop=100.0, targets=("cpu",))
+    budget = build_bundle(config).budget
+    assert budget.met and budget.layers == [] and budget.nodes_to_exclude == ()
+    assert len(budget.steps) == 1 and budget.latency["median_ms"]["budgeted"] > 0
+    assert "within --max-drop 100" in budget.summary()
+
+
+def test_budget_markdown_names_before_after_and_price():
+    def step(phase, layers, drop, top1, agree, ok):
+        one = lambda v: {"int8-cpu": v}  # noqa: E731
+        return BudgetStep(phase, layers, tuple(layers), one(drop), one(top1), one(agree), ok)
+
+    before, after = (
+        step("plain", [], 5.0, 90.0, 91.0, False),
+        step("add", ["x"], 0.2, 94.8, 99.0, True),
+    )
+    section = {
+        "max_drop": 0.5,
+        "met": True,
+        "fp32_top1": 95.0,
+        "float_layers": [
+            {
+                "layer": "x",
+                "op_type": "Conv",
+                "float_nodes": ["x", "y"],
+                "sqnr_db": 3.0,
+                "drop_alone": 0.2,
+                "added_ms": 0.05,
+            },
+        ],  # fmt: skip
+        "before": before.to_dict(),
+        "after": after.to_dict(),
+        "latency": {
+            "backend": "onnxruntime CPU",
+            "target": "cpu",
+            "budgeted_over_plain": 1.1,
+            "fp32_over_budgeted": 2.5,
+            "median_ms": {"fp32": 2.0, "int8": 0.7, "budgeted": 0.8},
+        },  # fmt: skip
+    }
+    md = render_markdown(section)
+    assert "| int8-cpu | 90.00 | 5.00 | 94.80 | 0.20 | 99.00 |" in md
+    assert "| `x` | Conv | 3.00 | 0.20 | +0.050 | `x`, `y` |" in md
+    assert "plain INT8 0.700 ms, budgeted INT8 0.800 ms (x1.10 of plain" in md
+
+
+def test_cli_budget_and_analyze(outlier, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # rich wraps at 80 columns when not on a terminal
+    args = [
+        "build", str(outlier["model"]), "--spec", str(outlier["spec"]), "--out",
+        str(tmp_path / "b"), "--calib", str(outlier["data"]), "--calib-size", "16", "--eval",
+        str(outlier["data"]), "--targets", "cpu", "--threads", "1", "--cache-dir",
+        str(outlier["root"] / "cache"), "--max-drop", "0.5", "--analyze",
+    ]  # fmt: skip
+    try:
+        main(args)
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    out = capsys.readouterr().out
+    assert "2 layer(s) kept in float (3 nodes) to meet --max-drop 0.5" in out
+    assert "kept in float" in out and "conv1" in out and "latency" in out
+    assert "calibration advisor: 16 calibration images are too few" in out
+    assert "sensitivity: 6 layers in" in out
+    assert Bundle.open(tmp_path / "b").manifest["report"]["sensitivity"]["layers"] == 6
