@@ -5,7 +5,8 @@ within ``max_drop`` points, for every target at once, and say what it cost in la
 
 1. adds candidates greedily — the ones whose float version measured best first, then by SQNR —
    re-quantizing every target with the same ``nodes_to_exclude`` and re-verifying on the
-   evaluation set after each, until all targets are within budget;
+   evaluation set after each (a candidate that makes the drop worse is set back), until all
+   targets are within budget;
 2. prunes: tries the result without each earlier candidate, and drops those not needed;
 3. times FP32, plain INT8 and INT8 with each kept layer added in turn, interleaved round-robin
    with ONNX Runtime, so every float layer has its latency price.
@@ -51,7 +52,7 @@ FP32 = "fp32"
 class BudgetStep:
     """One re-verification: these layers in float, and what every target then lost."""
 
-    phase: str  # "plain", "add" or "prune"
+    phase: str  # "plain", "add" (kept), "reject" (made it worse) or "prune"
     layers: list[str]
     nodes: tuple[str, ...]
     drops: dict[str, float]  # artifact → top-1 points lost vs FP32
@@ -62,6 +63,11 @@ class BudgetStep:
     @property
     def worst(self) -> float:
         return max(self.drops.values())
+
+    @property
+    def score(self) -> tuple[float, float]:
+        """Lower is better: the worst target's drop, then all targets' drops together."""
+        return self.worst, sum(self.drops.values())
 
     def to_dict(self) -> dict[str, Any]:
         r = lambda d: {k: round(v, 3) for k, v in d.items()}  # noqa: E731
@@ -251,7 +257,12 @@ class _Search:
         return out
 
     def record(
-        self, phase: str, layers: list[LayerSensitivity], nodes: tuple[str, ...], ev: Evaluation
+        self,
+        phase: str,
+        layers: list[LayerSensitivity],
+        nodes: tuple[str, ...],
+        ev: Evaluation,
+        label: str = "plain INT8",
     ) -> BudgetStep:
         names = [n for n in ev.predictions if n != ev.reference]
         step = BudgetStep(
@@ -266,14 +277,14 @@ class _Search:
         self.steps.append(step)
         self.fp32_top1 = ev.top1(ev.reference)
         self.last_eval = ev
-        what = f"{phase} {', '.join(step.layers)}" if step.layers else "plain INT8"
-        log.info("accuracy budget, %s: %s", what, step.describe())
+        log.info("accuracy budget, %s: %s", label, step.describe())
         return step
 
-    def trial(self, phase: str, layers: list[LayerSensitivity]) -> BudgetStep:
+    def trial(self, phase: str, layers: list[LayerSensitivity], label: str) -> BudgetStep:
         nodes = union(self.base, *(r.float_nodes for r in layers))
         models = self.quantize(nodes, f"try{len(self.steps)}")
-        step = self.record(phase, layers, nodes, self.evaluator({FP32: self.ref, **models}))
+        ev = self.evaluator({FP32: self.ref, **models})
+        step = self.record(phase, layers, nodes, ev, f"{label} ({len(layers)} in float)")
         self.found[id(step)] = (models, self.last_eval)
         return step
 
@@ -284,15 +295,20 @@ class _Search:
         for row in candidates:
             if set(row.float_nodes) <= set(union(self.base, *(r.float_nodes for r in chosen))):
                 continue  # already in float through an earlier choice
-            chosen.append(row)
-            step = self.trial("add", chosen)
+            tried = self.trial("add", [*chosen, row], f"+ {row.layer}")
+            # Keep a layer unless it made things worse: on a finite evaluation set a layer
+            # may help only together with another (the drop stays level), or only add noise.
+            if tried.ok or tried.score <= step.score:
+                chosen, step = [*chosen, row], tried
+            else:
+                tried.phase = "reject"
             if step.ok:
                 break
         if not step.ok:
             raise self.failure(table, candidates)
         for row in reversed(chosen[:-1]):
             rest = [r for r in chosen if r is not row]
-            pruned = self.trial("prune", rest)
+            pruned = self.trial("prune", rest, f"- {row.layer}")
             if pruned.ok:
                 chosen, step = rest, pruned
         models, ev = self.found[id(step)]
@@ -326,7 +342,7 @@ class _Search:
     def failure(
         self, table: SensitivityTable, candidates: list[LayerSensitivity]
     ) -> BudgetExceededError:
-        best = min(self.steps, key=lambda s: s.worst)
+        best = min(self.steps, key=lambda s: s.score)
         models, ev = self.found.get(id(best), ({}, self.last_eval))
         result = self.result(False, [table.row(n) for n in best.layers], best, models, table)
         result.searched = len(candidates)

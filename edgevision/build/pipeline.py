@@ -325,7 +325,8 @@ def _accuracy(p: _Parts, prep: Path, eval_set: EvalSet | None, work: Path, track
     config, spec = p.config, p.source.spec
 
     def evaluator(models: dict[str, Path]) -> Evaluation:
-        return evaluate(models, eval_set, spec, config.threads, 2 * config.batch_size, track)
+        # Silent: the search re-verifies many times; its log lines say what each found.
+        return evaluate(models, eval_set, spec, config.threads, 2 * config.batch_size, silent)
 
     search = config.max_drop is not None and config.search_float and p.evaluation is not None
     if search:

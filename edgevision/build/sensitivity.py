@@ -543,6 +543,9 @@ def plot_sensitivity(table: SensitivityTable, out: str | os.PathLike[str], limit
     left.invert_yaxis()
     left.set_xlabel("SQNR, dB (local; higher is better)", fontsize=8)
     right.barh(y, [np.nan if r.drop is None else r.drop for r in rows], color="tab:green")
+    for i, r in enumerate(rows):  # the value, so a 0 reads as measured, not missing
+        if r.drop is not None:
+            right.text(max(r.drop, 0.0), i, f" {r.drop:.2f}", va="center", fontsize=7)
     if table.plain_drop is not None:
         right.axvline(table.plain_drop, color="tab:red", ls="--", label="plain INT8")
         right.legend(fontsize=7, loc="lower right")

@@ -142,3 +142,46 @@ def test_cli_budget_and_analyze(outlier, tmp_path, capsys, monkeypatch):
     assert "calibration advisor: 16 calibration images are too few" in out
     assert "sensitivity: 6 layers in" in out
     assert Bundle.open(tmp_path / "b").manifest["report"]["sensitivity"]["layers"] == 6
+
+
+def test_fit_budget_sets_back_a_layer_that_hurts(outlier, tmp_path):
+    """The search API with a scripted evaluator: keeping ``fc`` in float costs 10 points (say,
+    a layer whose float version disagrees with how the head was calibrated); it is tried first
+    (it measured best alone), set back, and the two outlier layers are kept instead."""
+    import numpy as np
+
+    from edgevision.build import calibrate, collect_calibration, fit_budget
+    from edgevision.build import prepare_for_quantization as prepare
+    from edgevision.build.evaluate import Evaluation
+    from edgevision.build.sensitivity import LayerSensitivity, SensitivityTable
+    from edgevision.spec import ModelSpec
+
+    spec = ModelSpec.load(outlier["spec"])
+    calib = collect_calibration(str(outlier["data"]), spec, 16)
+    prep = prepare(outlier["model"], tmp_path / "prep.onnx")
+    ranges = calibrate(prep, calib, spec, cache_dir=tmp_path / "cache", threads=1)
+    y = np.arange(30) % 3
+
+    def scripted(models):
+        quantized = _quantized_tensors(models["int8-cpu"])
+        wrong = 20 if quantized & {"c1", "c2"} else 0
+        fc_float = not any(n.startswith("logits") for n in quantized)
+        wrong += 3 if fc_float else 0  # 10 points worse
+        got = y.copy()
+        got[:wrong] = (y[:wrong] + 1) % 3
+        return Evaluation(spec.labels, "scripted", y, {"fp32": y, "int8-cpu": got})
+
+    rows = [
+        LayerSensitivity("fc", "Gemm", "logits", 50.0, float_nodes=("fc",), drop=0.0),
+        LayerSensitivity("conv1", "Conv", "c1", 3.0, float_nodes=("conv1", "conv2")),
+        LayerSensitivity("conv2", "Conv", "c2", 3.0, float_nodes=("conv2", "conv3")),
+    ]
+    result = fit_budget(
+        prep, ranges, calib, spec, None, 0.5, tmp_path / "out", targets=("cpu",),
+        table=SensitivityTable("cpu", 16, rows), evaluator=scripted, latency_iterations=0,
+    )  # fmt: skip
+    assert [s.phase for s in result.steps] == ["plain", "reject", "add", "add", "prune"]
+    assert [s.layers for s in result.steps][1:4] == [["fc"], ["conv1"], ["conv1", "conv2"]]
+    assert [r.layer for r in result.layers] == ["conv1", "conv2"] and result.met
+    assert result.after.drops == {"int8-cpu": 0.0} and result.latency is None
+    assert result.artifacts["int8-cpu"].is_file()
