@@ -45,7 +45,10 @@ def register(app: typer.Typer) -> None:
         freeze: str = typer.Option(D.freeze, help="full, head, or last:N (last N stages+head)."),
         dropout: float = typer.Option(D.dropout, help="Dropout before the new head."),
         optimizer: str = typer.Option(D.optimizer, help="adamw or sgd."),
-        lr: float = typer.Option(D.lr, help="Peak learning rate."),
+        lr: float = typer.Option(D.lr, help="Peak learning rate (of the head)."),
+        backbone_lr_scale: float = typer.Option(
+            D.backbone_lr_scale, help="Backbone learning rate = lr × this."
+        ),
         weight_decay: float = typer.Option(D.weight_decay, help="Weight decay."),
         momentum: float = typer.Option(D.momentum, help="SGD momentum."),
         batch_size: int = typer.Option(D.batch_size, help="Images per batch (per GPU)."),

@@ -42,6 +42,7 @@ class TrainConfig:
     dropout: float = 0.2
     optimizer: str = "adamw"
     lr: float = 1e-3
+    backbone_lr_scale: float = 1.0
     weight_decay: float = 0.01
     momentum: float = 0.9
     batch_size: int = 32
@@ -99,6 +100,12 @@ class TrainConfig:
             ("--epochs", self.epochs, self.epochs >= 1, ">= 1"),
             ("--batch-size", self.batch_size, self.batch_size >= 1, ">= 1"),
             ("--lr", self.lr, 0 < self.lr < 10, "in (0, 10)"),
+            (
+                "--backbone-lr-scale",
+                self.backbone_lr_scale,
+                0 < self.backbone_lr_scale <= 1,
+                "in (0, 1]",
+            ),
             ("--weight-decay", self.weight_decay, 0 <= self.weight_decay < 1, "in [0, 1)"),
             ("--momentum", self.momentum, 0 <= self.momentum < 1, "in [0, 1)"),
             ("--dropout", self.dropout, 0 <= self.dropout < 1, "in [0, 1)"),

@@ -39,21 +39,33 @@ def _sgd(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters; biases and norm weights (1-D) get no weight decay."""
-    decay, no_decay = [], []
+def param_groups(
+    model: torch.nn.Module, lr: float, weight_decay: float, backbone_lr_scale: float = 1.0
+) -> list[dict]:
+    """Trainable parameters in four groups: head / backbone × decay / no decay.
+
+    Biases and norm weights (1-D) get no weight decay. The backbone's learning rate is
+    ``lr * backbone_lr_scale``: a smaller step keeps more of the pretrained features.
+    """
+    head = {id(p) for p in model.get_classifier().parameters()}
+    groups = {(h, d): [] for h in (True, False) for d in (True, False)}
     for p in model.parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
+            groups[(id(p) in head, p.ndim > 1)].append(p)
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {
+            "params": params,
+            "lr": lr if is_head else lr * backbone_lr_scale,
+            "weight_decay": weight_decay if decays else 0.0,
+        }
+        for (is_head, decays), params in groups.items()
     ]
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The configured optimiser over the model's trainable parameters."""
-    return OPTIMIZERS.get(config.optimizer)(param_groups(model, config.weight_decay), config)
+    groups = param_groups(model, config.lr, config.weight_decay, config.backbone_lr_scale)
+    return OPTIMIZERS.get(config.optimizer)(groups, config)
 
 
 def _warmup(step: int, steps_per_epoch: int, config: TrainConfig) -> float | None:
