@@ -34,7 +34,7 @@ class DemoConfig:
     clip_fps: int = 15
     clip_size: tuple[int, int] = (320, 240)
     train_size: int = 128
-    epochs: int = 8
+    epochs: int = 20  # with patience 6 (TrainConfig), early stopping usually ends it sooner
     freeze: str = "full"
     calib_size: int = 512
     method: str = "minmax"

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for every output."),
         fresh: bool = typer.Option(False, help="Redo every stage."),
-        epochs: int = typer.Option(8, help="Fine-tuning epochs."),
+        epochs: int = typer.Option(20, help="Fine-tuning epochs (early stopping may end sooner)."),
         per_class: int = typer.Option(100, help="Synthetic images per class."),
         budget_ms: float = typer.Option(25.0, help="p99 latency budget of the deployed model."),
         threads: int = typer.Option(0, help="CPU threads (0 = all cores)."),
