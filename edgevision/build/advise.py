@@ -33,6 +33,7 @@ from edgevision.build.calibrate import (
     cache_key,
     default_cache_dir,
     quantizable_op_types,
+    read_keyed_cache,
 )
 from edgevision.build.calibration import MIN_IMAGES, CalibrationSet
 from edgevision.build.progress import Tracker, silent
@@ -245,14 +246,8 @@ def _ranges(data: Any) -> dict[str, tuple[float, float]]:
 
 
 def _load(path: Path, key: dict[str, Any]) -> CalibrationAdvice | None:
-    if not path.is_file():
-        return None
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        if raw.get("edgevision_key") != key:
-            return None
+    def advice(raw: dict[str, Any]) -> CalibrationAdvice:
         fields = {k: raw["advice"][k] for k in CalibrationAdvice.__dataclass_fields__}
         return CalibrationAdvice(**(fields | {"from_cache": True}))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("calibration advice cache %s is unreadable (%s); recomputing", path, exc)
-        return None
+
+    return read_keyed_cache(path, key, advice, "calibration advice")

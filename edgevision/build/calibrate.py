@@ -16,9 +16,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from edgevision.spec import ModelSpec
 if TYPE_CHECKING:
     from onnxruntime.quantization import TensorsData
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
@@ -150,19 +152,31 @@ def _canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _load_cached(path: Path, key: dict[str, Any]) -> int | None:
+def read_keyed_cache(
+    path: Path, key: dict[str, Any], parse: Callable[[dict[str, Any]], T], what: str
+) -> T | None:
+    """``parse`` of a JSON cache file whose stored ``edgevision_key`` equals ``key`` exactly.
+
+    None when the file is absent or was written for another key (so any change recomputes), or
+    when it cannot be read (logged; the caller recomputes and overwrites it).
+    """
     if not path.is_file():
         return None
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        if raw.get("edgevision_key") != key:
-            return None
+        return parse(raw) if raw.get("edgevision_key") == key else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s cache %s is unreadable (%s); recomputing", what, path, exc)
+        return None
+
+
+def _load_cached(path: Path, key: dict[str, Any]) -> int | None:
+    def tensor_count(raw: dict[str, Any]) -> int:
         from onnxruntime.quantization.calibrate import TensorsData
 
         return len(TensorsData.from_dict(raw).data)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("calibration cache %s is unreadable (%s); recalibrating", path, exc)
-        return None
+
+    return read_keyed_cache(path, key, tensor_count, "calibration")
 
 
 def _save(path: Path, key: dict[str, Any], data: TensorsData) -> None:
