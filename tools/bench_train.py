@@ -18,6 +18,7 @@ stated in the issue: fine-tuned test top-1 >= 97 % within 10 minutes of CPU trai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -66,7 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated: finetune, head, scratch, freeze=<strategy>",
     )
     parser.add_argument("--work", help="folder for data and runs (default: a temp folder)")
-    parser.add_argument("--json", default="bench_train.json", help="where to write the results")
+    parser.add_argument(
+        "--json", default="runs/bench_train.json", help="where to write the results"
+    )
     parser.add_argument("--verbose", action="store_true", help="show each run's log")
     return parser.parse_args(argv)
 
@@ -87,7 +90,6 @@ def run_candidate(name: str, data: Path, work: Path, args: argparse.Namespace) -
         changes["epochs"] = args.epochs
     config = dataclasses.replace(config, **changes)
     if not args.verbose:
-        import contextlib
         import io
 
         with contextlib.redirect_stdout(io.StringIO()):
@@ -151,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.candidates.split(",") if n.strip()]
     for name in names:
         candidate_overrides(name)  # fail fast on a typo
-    with tempfile.TemporaryDirectory(prefix="bench_train.") as tmp:
-        work = Path(args.work or tmp)
+    keep = contextlib.nullcontext(args.work) if args.work else None
+    with keep or tempfile.TemporaryDirectory(prefix="bench_train.") as tmp:
+        work = Path(tmp)
         data = Path(args.data) if args.data else work / "signs"
         if not args.data:
             from edgevision.data.synth import generate_dataset
@@ -183,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "goal": {"test_top1": GOAL_TOP1, "wall_s": GOAL_SECONDS},
     }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"meta": meta, "runs": rows}, indent=2) + "\n")
     console.print(f"wrote {args.json}")
     return 0

@@ -58,6 +58,7 @@ def register(app: typer.Typer) -> None:
         step_size: int = typer.Option(D.step_size, help="step schedule: epochs per decay."),
         gamma: float = typer.Option(D.gamma, help="step schedule: decay factor."),
         label_smoothing: float = typer.Option(D.label_smoothing, help="Label smoothing."),
+        ema: float = typer.Option(D.ema, help="Weight moving-average decay (0: off)."),
         augment: str = typer.Option(D.augment, help="none, light, default or strong."),
         hflip: bool = typer.Option(D.hflip, help="Random horizontal flips (not for signs!)."),
         split: str = typer.Option(split_default, help="train,val,test ratios."),

@@ -52,6 +52,7 @@ class TrainConfig:
     step_size: int = 5
     gamma: float = 0.1
     label_smoothing: float = 0.1
+    ema: float = 0.0  # decay of the weights' moving average (0: off)
     augment: str = "default"
     hflip: bool = False
     split: tuple[float, float, float] = DEFAULT_RATIOS
@@ -111,6 +112,7 @@ class TrainConfig:
             ("--dropout", self.dropout, 0 <= self.dropout < 1, "in [0, 1)"),
             ("--label-smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "[0, 1)"),
             ("--warmup", self.warmup_epochs, 0 <= self.warmup_epochs <= self.epochs, "<= epochs"),
+            ("--ema", self.ema, 0 <= self.ema < 1, "in [0, 1), e.g. 0.998 (0 turns it off)"),
             ("--step-size", self.step_size, self.step_size >= 1, ">= 1"),
             ("--gamma", self.gamma, 0 < self.gamma <= 1, "in (0, 1]"),
             ("--patience", self.patience, self.patience >= 0, ">= 0 (0 turns it off)"),

@@ -80,6 +80,13 @@ class _Run:
     scaler: Any
     amp: bool
     progress: _Progress
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are evaluated and kept: the moving average when EMA is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+    ema: Any = None  # timm ModelEmaV3 when --ema is on: evaluated, kept as the best weights
     best_state: dict[str, torch.Tensor] | None = None
     norms: list[torch.nn.Module] = field(default_factory=list)
 
@@ -235,7 +242,17 @@ def _with_optimizer(config, ctx, log, split, spec, model, datasets) -> _Run:
         amp=amp,
         progress=_Progress(),
         norms=frozen_norms(model),
+        ema=_make_ema(model, config.ema),
     )
+
+
+def _make_ema(model: torch.nn.Module, decay: float) -> Any:
+    if decay <= 0:
+        return None
+    from timm.utils import ModelEmaV3
+
+    # warm-up: early on the average follows the model closely, as there is little to average
+    return ModelEmaV3(model, decay=decay, use_warmup=True)
 
 
 def _wrap(model: torch.nn.Module, ctx: dist_.DistContext) -> torch.nn.Module:
@@ -271,6 +288,7 @@ def _fit(run: _Run) -> None:
         run.datasets["train"].set_epoch(p.epoch)
         t0 = time.perf_counter()
         train_loss, images = _train_epoch(run, loader)
+        dist_.broadcast_buffers(run.ctx, run.eval_model)
         dist_.broadcast_buffers(run.ctx, run.model)
         cm, val_loss = _evaluate(run, val)
         seconds = time.perf_counter() - t0
@@ -305,6 +323,8 @@ def _train_epoch(run: _Run, loader: Any) -> tuple[float, int]:
             run.scaler.step(run.optimizer)
             run.scaler.update()
             run.scheduler.step()
+            if run.ema is not None:
+                run.ema.update(run.model, step=run.scheduler.last_epoch)
             bar.step(len(y), float(loss.detach()))
     totals = torch.tensor([bar.loss_sum, float(bar.images)], dtype=torch.float64, device=device)
     loss_sum, images = dist_.all_sum(run.ctx, totals).tolist()
@@ -319,13 +339,13 @@ def _evaluate(run: _Run, loader: Any) -> tuple[np.ndarray, float]:
         label_smoothing=run.config.label_smoothing, reduction="sum"
     )
     device = run.ctx.device
-    run.model.eval()
+    model = run.eval_model.eval()
     cm = torch.zeros(n * n, dtype=torch.float64, device=device)
     loss = torch.zeros(1, dtype=torch.float64, device=device)
     for x, y in loader:
         x, y = _to_device(x, y, device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=run.amp):
-            logits = run.model(x).float()
+            logits = model(x).float()
         loss += criterion(logits, y).double()
         cm += torch.bincount(y * n + logits.argmax(1), minlength=n * n).double()
     dist_.all_sum(run.ctx, cm)
@@ -362,7 +382,8 @@ def _early_stopping(run: _Run, entry: dict[str, float]) -> bool:
     improved = p.best_key is None or key > p.best_key
     if improved:
         p.best_key, p.best_epoch, p.bad_epochs = key, int(entry["epoch"]), 0
-        run.best_state = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        state = run.eval_model.state_dict()
+        run.best_state = {k: v.detach().clone() for k, v in state.items()}
     else:
         p.bad_epochs += 1
         p.stopped_early = 0 < run.config.patience <= p.bad_epochs
@@ -396,7 +417,12 @@ def _save_checkpoints(run: _Run, improved: bool, rngs: list[dict[str, Any]]) -> 
     common = {"epoch": p.epoch, "metrics": p.history[-1]}
     if improved:
         save_checkpoint(
-            config.run_dir / BEST, run.model, run.spec, config.backbone, config.to_dict(), **common
+            config.run_dir / BEST,
+            run.eval_model,
+            run.spec,
+            config.backbone,
+            config.to_dict(),
+            **common,
         )
     save_checkpoint(
         config.run_dir / LAST, run.model, run.spec, config.backbone, config.to_dict(),
@@ -406,6 +432,7 @@ def _save_checkpoints(run: _Run, improved: bool, rngs: list[dict[str, Any]]) -> 
         scaler=run.scaler.state_dict(),
         progress=dataclasses.asdict(p),
         rng=rngs,
+        ema=run.ema.module.state_dict() if run.ema is not None else None,
     )  # fmt: skip
 
 
@@ -413,6 +440,8 @@ def _restore(run: _Run) -> None:
     """Load model, optimiser, scheduler, scaler, progress and RNG state from LAST (all ranks)."""
     payload = read_checkpoint(run.config.run_dir / LAST)
     run.model.load_state_dict(payload["state_dict"])
+    if run.ema is not None and payload.get("ema") is not None:
+        run.ema.module.load_state_dict(payload["ema"])
     run.optimizer.load_state_dict(payload["optimizer"])
     run.scheduler.load_state_dict(payload["scheduler"])
     run.scaler.load_state_dict(payload["scaler"])
@@ -435,7 +464,7 @@ def _finish(run: _Run, setup_and_fit_s: float) -> TrainResult:
     t0 = time.perf_counter()
     config, p, ctx = run.config, run.progress, run.ctx
     if run.best_state is not None:
-        run.model.load_state_dict(run.best_state)
+        run.eval_model.load_state_dict(run.best_state)
     metrics: dict[str, Any] = {}
     for name in ("val", "test"):
         loader = eval_loader(run.datasets[name], config.batch_size, ctx, config.workers)
@@ -463,7 +492,7 @@ def _finish(run: _Run, setup_and_fit_s: float) -> TrainResult:
         wall_s=wall,
         skipped=list(run.split.skipped),
         config=config.to_dict(),
-        model=run.model.eval(),
+        model=run.eval_model.eval(),
     )
 
 

@@ -56,7 +56,7 @@ def test_same_seed_same_weights(tiny_config, tmp_path):
 
 
 def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
-    whole = train(tiny_config(out=str(tmp_path / "whole"), epochs=3, dropout=0.3))
+    whole = train(tiny_config(out=str(tmp_path / "whole"), epochs=3, dropout=0.3, ema=0.9))
     real_epoch, calls = loop_module._train_epoch, []
 
     def crash_in_epoch_3(run, loader):
@@ -66,7 +66,7 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny_config, tmp_pa
         return real_epoch(run, loader)
 
     monkeypatch.setattr(loop_module, "_train_epoch", crash_in_epoch_3)
-    config = tiny_config(out=str(tmp_path / "cut"), epochs=3, dropout=0.3)
+    config = tiny_config(out=str(tmp_path / "cut"), epochs=3, dropout=0.3, ema=0.9)
     with pytest.raises(KeyboardInterrupt):
         train(config)
     assert read_checkpoint(tmp_path / "cut" / LAST)["epoch"] == 2
@@ -75,6 +75,7 @@ def test_resume_after_interrupt_matches_an_uninterrupted_run(tiny_config, tmp_pa
         train(config)
     resumed = train(tiny_config(out=str(tmp_path / "cut"), epochs=3, resume=True, dropout=0.0))
     assert resumed.config["dropout"] == 0.3  # training options come from the checkpoint
+    assert resumed.config["ema"] == 0.9
     assert weights_equal(whole.model.state_dict(), resumed.model.state_dict())
     assert [h["val_loss"] for h in whole.history] == [h["val_loss"] for h in resumed.history]
 
@@ -165,3 +166,12 @@ def test_local_weights_file(tiny_config, tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     with pytest.raises(EdgeVisionError, match="cannot read weights"):
         train(tiny_config(weights=str(tmp_path / "bad.pt"), out=str(tmp_path / "r2")))
+
+
+def test_ema_weights_are_the_ones_kept(tiny_config):
+    result = train(tiny_config(epochs=1, ema=0.5, batch_size=2))  # 1 epoch (the best), 3 steps
+    best = read_checkpoint(result.best_checkpoint)
+    last = read_checkpoint(result.run_dir / LAST)
+    kept = result.model.state_dict()
+    assert weights_equal(best["state_dict"], kept) and weights_equal(last["ema"], kept)
+    assert not weights_equal(last["state_dict"], kept)  # the raw weights differ from the average
