@@ -127,7 +127,7 @@ def test_default_backbone_with_imagenet_weights(tiny_config):
 def early_stop_run(monitor: str, patience: int):
     model = torch.nn.Linear(1, 1)
     config = SimpleNamespace(monitor=monitor, patience=patience)
-    return SimpleNamespace(config=config, progress=_Progress(), model=model, best_state=None)
+    return SimpleNamespace(config=config, progress=_Progress(), eval_model=model, best_state=None)
 
 
 def test_early_stopping_rules():
