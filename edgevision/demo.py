@@ -188,7 +188,8 @@ def stage_profile(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[P
         "latency_ms": stats,
         "deployed": report.deployed,
         "budget_ok": budget.ok,
-        "budget": budget.message,
+        "budget": f"{budget.key} {budget.percentile} {budget.value_ms:.2f} ms "
+        f"{'within' if budget.ok else 'OVER'} {budget.budget_ms:g} ms",
     }
 
 

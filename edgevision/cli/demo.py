@@ -32,6 +32,8 @@ def register(app: typer.Typer) -> None:
         from edgevision.demo import DemoConfig, run_demo
 
         console = Console()
+        if not console.is_terminal:  # a log file: rich would assume 80 columns
+            console = Console(width=120)
         cfg = DemoConfig(
             out=out,
             fresh=fresh,
@@ -71,7 +73,7 @@ def summary_table(result: DemoResult):  # -> rich.table.Table
         table.add_row(
             "INT8 speed-up over FP32 (p50)", f"{lat['fp32']['p50'] / lat['int8-cpu']['p50']:.2f}×"
         )
-    table.add_row("budget", prof["budget"])
+    table.add_row("latency budget (deployed artifact)", prof["budget"])
     table.add_row(
         "pipeline on the clip: FPS / latency p50 / p99",
         f"{run['fps']:.1f} / {run['latency_p50_ms']:.1f} / {run['latency_p99_ms']:.1f} ms",
