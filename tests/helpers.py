@@ -31,9 +31,17 @@ def tiny_classifier_onnx(
         helper.make_node("Flatten", ["g"], ["f"]),
         helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["logits"], transB=1),
     ]
+    return save_classifier(path, "tiny", nodes, inits, (h, w), num_classes)
+
+
+def save_classifier(
+    path: Path, name: str, nodes: list, inits: list, size: tuple[int, int], num_classes: int
+) -> Path:
+    """Check and save a graph ``input`` [batch, 3, H, W] → ``logits`` [batch, classes], opset 17."""
+    h, w = size
     graph = helper.make_graph(
         nodes,
-        "tiny",
+        name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, h, w])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", num_classes])],
         inits,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from edgevision.build import BuildConfig
 from edgevision.build.evaluate import EvalSet, eval_set_from_folder
@@ -24,6 +24,7 @@ from edgevision.data.images import read_image
 from edgevision.preprocess import preprocess_batch
 from edgevision.spec import ModelSpec
 from tests.build.conftest import LABELS, make_image_tree
+from tests.helpers import save_classifier
 
 OUTLIER = 5000.0
 NODES = ("conv1", "conv2", "conv3")
@@ -69,18 +70,7 @@ def outlier_classifier(path: Path, size: tuple[int, int], t1: float, t2: float) 
         helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
         helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["logits"], transB=1, name="fc"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "outlier",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, h, w])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
+    return save_classifier(path, "outlier", nodes, inits, (h, w), 3)
 
 
 def make_outlier(root: Path) -> dict[str, Path]:
