@@ -4,7 +4,9 @@
 
 * ``cpu`` — QDQ, U8 activations (asymmetric), S8 per-channel symmetric weights, int32 bias.
   On this project's AVX-512 VNNI CPU, ORT runs it as NHWC QLinearConv; U8S8 beat S8S8 QDQ and
-  QOperator (tools/bench_build.py --variants measures them side by side).
+  QOperator (tools/bench_build.py --variants measures them side by side). A 3-channel input is
+  padded to 4 inside the model (`cpu_tuning.pad_input_channels`, exact) so that the stem takes
+  MLAS's fast symmetric-convolution path.
 * ``tensorrt`` — QDQ, symmetric INT8 activations and per-channel weights (zero points 0),
   bias left in float; verified with `check_tensorrt_qdq` after quantizing.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevision.build.calibrate import CalibrationRanges, quantizable_op_types
+from edgevision.build.cpu_tuning import global_pool_as_op, pad_input_channels
 from edgevision.build.trt_check import check_tensorrt_qdq
 from edgevision.errors import BuildError
 from edgevision.registry import Registry
@@ -38,6 +41,9 @@ class Target:
     extra_options: dict[str, Any] = field(default_factory=dict)
     verify: Callable[[Any], list[str]] | None = None
     description: str = ""
+    # exact rewrites of the quantized model for the target's kernels (edits it in place,
+    # returns what it changed)
+    finalize: Callable[[Any], list[str]] | None = None
 
     def record(self) -> dict[str, Any]:
         """The artifact's manifest entry (its sha256 is filled in by write_bundle)."""
@@ -65,6 +71,7 @@ TARGETS.register(
         "QInt8",
         {"WeightSymmetric": True},
         description="QDQ for ONNX Runtime on CPUs: U8 activations, S8 per-channel weights",
+        finalize=pad_input_channels,
     ),
 )
 TARGETS.register(
@@ -87,8 +94,12 @@ def prepare_for_quantization(
 ) -> Path:
     """ORT's quantization pre-processing: symbolic shape inference + graph optimisation.
 
-    Calibrate and quantize this model (not the raw export), so that tensor names match.
+    Then a global-mean ReduceMean becomes GlobalAveragePool (`cpu_tuning.global_pool_as_op`,
+    the same computation), which the quantizer quantizes, so an INT8 classifier's tail does not
+    drop back to float. Calibrate and quantize this model (not the raw export), so that tensor
+    names match.
     """
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = Path(out)
@@ -99,6 +110,9 @@ def prepare_for_quantization(
             f"ONNX Runtime's quantization pre-processing failed on {fp32_path}: {exc}",
             "check the model loads in onnxruntime; re-export it with opset 17 or newer",
         ) from None
+    model = onnx.load(str(out))
+    if global_pool_as_op(model):
+        onnx.save(model, str(out))
     return out
 
 
@@ -109,11 +123,14 @@ def quantize_for_target(
     out: str | os.PathLike[str],
     nodes_to_exclude: Sequence[str] = (),
     per_channel: bool = True,
+    finalize: bool = True,
 ) -> Path:
     """Quantize ``model_path`` (pre-processed FP32) for ``target`` with precomputed ``ranges``.
 
     ``nodes_to_exclude`` keeps those nodes in float (e.g. layers an accuracy search found
-    sensitive). The target's verifier runs on the result; a failure raises `BuildError`.
+    sensitive). ``finalize=False`` skips the target's exact kernel rewrites (the layer
+    analysis matches Q/DQ tensors with the FP32 model's, shape for shape). The target's
+    verifier runs on the result; a failure raises `BuildError`.
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -135,6 +152,10 @@ def quantize_for_target(
         extra_options=dict(recipe.extra_options),
         calibration_cache_path=str(ranges.cache_path),
     )
+    if finalize and recipe.finalize is not None:
+        model = onnx.load(str(out))
+        if recipe.finalize(model):
+            onnx.save(model, str(out))
     if recipe.verify is not None:
         problems = recipe.verify(onnx.load(str(out)))
         if problems:

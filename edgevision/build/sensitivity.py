@@ -40,7 +40,7 @@ from edgevision.build.calibrate import CalibrationRanges, quantizable_op_types
 from edgevision.build.calibration import CalibrationSet
 from edgevision.build.evaluate import EvalSet, Evaluation, evaluate
 from edgevision.build.progress import Tracker, silent
-from edgevision.build.quantize import quantize_for_target
+from edgevision.build.quantize import TARGETS, quantize_for_target
 from edgevision.errors import BuildError
 from edgevision.fileio import atomic_write_json, atomic_write_text
 from edgevision.spec import ModelSpec
@@ -216,12 +216,16 @@ def analyze_sensitivity(
         Path(work_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ev-sens-", dir=work_dir) as tmp:
         work = Path(tmp)
-        if plain is None:
-            plain = quantize_for_target(
-                fp32_path, ranges, target, work / "plain.onnx", nodes_to_exclude
+        # The SQNR pass pairs each Q/DQ tensor with its FP32 twin, so it reads the INT8 model
+        # before the target's (exact, shape-changing) kernel rewrites.
+        bare = plain if plain is not None and TARGETS.get(target).finalize is None else None
+        if bare is None:
+            bare = quantize_for_target(
+                fp32_path, ranges, target, work / "bare.onnx", nodes_to_exclude, finalize=False
             )
+        plain = plain if plain is not None else bare
         images = calib.tensors[:sqnr_images]
-        rows = layer_sqnr(fp32_path, plain, images, threads, batch_size, track)
+        rows = layer_sqnr(fp32_path, bare, images, threads, batch_size, track)
         table = SensitivityTable(
             target, len(images), rows, nodes_to_exclude=tuple(nodes_to_exclude)
         )
