@@ -78,3 +78,30 @@ def test_any_frame_size_gives_the_input_shape(h, w, mode):
 def test_batch_equals_singles(spec, bgr_image):
     b = preprocess_batch([bgr_image, bgr_image[::-1]], spec)
     np.testing.assert_array_equal(b[1:], preprocess(bgr_image[::-1], spec))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_same_bits_as_the_plain_formula(layout, order):
+    """The in-place arithmetic equals the textbook chain, bit for bit, and owns its memory."""
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    spec = ModelSpec(
+        labels=("a", "b"),
+        input_size=(24, 40),
+        layout=layout,
+        channel_order=order,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+    )
+    img = resize(frame, spec)
+    if order == "RGB":
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    mean = np.asarray(spec.mean, np.float32) * np.float32(255)
+    inv_std = np.float32(1) / (np.asarray(spec.std, np.float32) * np.float32(255))
+    want = (img.astype(np.float32) - mean) * inv_std
+    if layout == "NCHW":
+        want = want.transpose(2, 0, 1)
+    got = preprocess(frame, spec)
+    np.testing.assert_array_equal(got, want[None])
+    assert got.dtype == np.float32 and got.flags.c_contiguous and got.flags.owndata
