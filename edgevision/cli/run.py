@@ -31,6 +31,13 @@ def register(app: typer.Typer) -> None:
         realtime: bool = typer.Option(False, help="Read a file at its frame rate, like a camera."),
         max_frames: int | None = typer.Option(None, min=1, help="Stop after N results."),
         reconnect_attempts: int = typer.Option(10, min=0, help="Reopen a lost source N times."),
+        pin: bool | None = typer.Option(
+            None,
+            "--pin/--no-pin",
+            help="Inference on a CPU of its own, other stages on the rest (default: when "
+            "--threads 1 and 2+ CPUs).",
+            show_default=False,
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-second status line."),
     ) -> None:
         from rich.console import Console
@@ -54,6 +61,7 @@ def register(app: typer.Typer) -> None:
             realtime=realtime,
             max_frames=max_frames,
             reconnect=Reconnect(attempts=reconnect_attempts),
+            pin_cpus=pin,
         )
         console = Console()
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,8 +75,10 @@ class CaptureStats:
 
 class Capture:
     """Read ``source`` into ``out`` until the source ends, ``stop`` is set or ``limit`` frames
-    were read. ``pace_fps`` (a file in realtime mode) spaces reads at that rate. A source that
-    stays lost after every reconnect attempt ends the capture with ``error`` set."""
+    were read. ``pace_fps`` (a file in realtime mode) spaces reads at that rate. ``prepare``
+    (for a lossless source) runs on each frame in this thread before it is handed on; when it
+    returns None the frame is not passed on. A source that stays lost after every reconnect
+    attempt ends the capture with ``error`` set."""
 
     def __init__(
         self,
@@ -86,8 +88,10 @@ class Capture:
         reconnect: Reconnect,
         limit: int | None = None,
         pace_fps: float | None = None,
+        prepare: Callable[[Frame], Frame | None] | None = None,
     ) -> None:
         self.source, self.out, self.stop = source, out, stop
+        self.prepare = prepare
         self.policy, self.limit, self.pace_fps = reconnect, limit, pace_fps
         self.stats = CaptureStats()
         self.error: BaseException | None = None
@@ -159,6 +163,8 @@ class Capture:
         if self.stats.first_ts is None:
             self.stats.first_ts = ts
         self._last_frame = ts
+        if self.prepare is not None and self.prepare(frame) is None:
+            return
         self.out.put(frame)
 
     def _count_corrupt(self, why: str) -> None:

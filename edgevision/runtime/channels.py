@@ -1,9 +1,9 @@
 """Hand-offs between pipeline threads: a bounded queue, and a one-slot "newest frame" box.
 
-Both end the same way: ``close()`` lets the consumer drain what is left and then raises
-`Closed` from ``get``; ``abort()`` wakes everyone at once and drops what is left (a stage
-failed). Latency cannot build up behind a `Newest` channel: a put over an unread item
-replaces it and counts a drop.
+`Discard` ends a pipeline whose results nobody reads. All end the same way: ``close()`` lets
+the consumer drain what is left and then raises `Closed` from ``get``; ``abort()`` wakes
+everyone at once and drops what is left (a stage failed). Latency cannot build up behind a
+`Newest` channel: a put over an unread item replaces it and counts a drop.
 """
 
 from __future__ import annotations
@@ -89,3 +89,11 @@ class Newest(Channel):
                 self.dropped += 1
             self._items.append(item)
             self._cond.notify_all()
+
+
+class Discard(Channel):
+    """The end of a run nobody iterates: puts are dropped, ``get`` only reports the close."""
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            self._check_put()

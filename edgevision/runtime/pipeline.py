@@ -1,10 +1,13 @@
-"""The real-time pipeline: capture → preprocess → infer → postprocess → sinks, each in a thread.
+"""The real-time pipeline: capture → preprocess → infer → postprocess → sinks, in threads.
 
 Stages hand frames over through bounded channels, so they overlap (decode the next frame while
 the model runs on this one) and memory stays flat. With a live source, one-slot "newest
 frame" channels sit in front of preprocess and of inference: when the model is slower than the
-camera, old frames are dropped (and counted), never queued, so latency cannot build up. Every
-frame carries its capture timestamp; latency and frame age are measured, not estimated.
+camera, old frames are dropped (and counted), never queued, so latency cannot build up. A file
+(every frame used) is prepared in its reader thread, a hand-off fewer. Postprocess and the
+sinks share a thread; ``run()`` ends there, iteration hands each result on to the caller.
+With a one-thread runner and CPUs to spare, inference gets a CPU of its own (`cpu_plan`).
+Every frame carries its capture timestamp; latency and frame age are measured, not estimated.
 
     from edgevision.runtime import Pipeline, make_sink
 
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgevision.errors import ConfigError, DataError, EdgeVisionError
 from edgevision.runtime.capture import Capture, Reconnect
-from edgevision.runtime.channels import Channel, Closed, Newest
+from edgevision.runtime.channels import Channel, Closed, Discard, Newest
 from edgevision.runtime.frame import Frame, Result
 from edgevision.runtime.postprocess import Classifier
 from edgevision.runtime.signals import stop_on_signals
@@ -51,6 +54,8 @@ class Pipeline:
     ``topk``/``threshold``/``smooth``: see `Classifier`. ``realtime``: read a file at its
     native frame rate, like a camera (newest frame, drops). ``max_frames``: stop after this
     many results. ``reconnect``: the backoff policy for a lost or stalled source.
+    ``pin_cpus``: give the inference thread a CPU of its own and the other stages the rest
+    (see `cpu_plan`; None: when the runner uses one thread and there are CPUs to spare).
 
     ``run()`` returns a `RunSummary`; iterating yields each `Result` as it is produced (the
     summary is then in ``.summary``). One run at a time per Pipeline object.
@@ -72,6 +77,7 @@ class Pipeline:
         reconnect: Reconnect | None = None,
         outputs: str = "auto",
         queue_size: int = 2,
+        pin_cpus: bool | None = None,
         runner: Runner | None = None,
         **backend_options: Any,
     ) -> None:
@@ -90,6 +96,7 @@ class Pipeline:
         if queue_size < 1:
             raise ConfigError(f"queue_size {queue_size} must be >= 1")
         self.realtime, self.max_frames, self.queue_size = realtime, max_frames, queue_size
+        self.pin_cpus = pin_cpus
         self.reconnect = reconnect or Reconnect()
         self.summary: RunSummary | None = None
         self._stop = threading.Event()
@@ -105,16 +112,17 @@ class Pipeline:
         """
         guard = stop_on_signals(self.stop) if handle_signals else nullcontext()
         with guard:
-            for _ in self:
+            # Nobody reads the results here: they end at the sinks (a hand-off fewer).
+            for _ in self._results(deliver=False):
                 pass
         return self.summary
 
     def __iter__(self) -> Iterator[Result]:
         return self._results()
 
-    def _results(self) -> Iterator[Result]:
+    def _results(self, deliver: bool = True) -> Iterator[Result]:
         self._stop.clear()
-        run = _Run(self)
+        run = _Run(self, deliver)
         run.start()
         try:
             while True:
@@ -130,11 +138,28 @@ class Pipeline:
         run.raise_error(self.summary)
 
 
+def cpu_plan(pin: bool | None, runner_threads: int | None) -> tuple[set[int], set[int]] | None:
+    """(CPUs for the inference thread, CPUs for the other stages), or None: leave it to the OS.
+
+    Inference is the bottleneck; on its own CPU it keeps its caches warm and is never
+    preempted by decoding or drawing, which then share the other CPUs. ``pin`` None decides:
+    yes when the runner computes in the calling thread (``runner_threads`` == 1) and this
+    process may use two CPUs or more. A runner with its own thread pool is left alone.
+    """
+    if pin is False or not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2 or (pin is None and runner_threads != 1):
+        return None
+    return {allowed[-1]}, set(allowed[:-1])
+
+
 class _Run:
     """One run's threads, channels and counters (a Pipeline may run again afterwards)."""
 
-    def __init__(self, p: Pipeline) -> None:
+    def __init__(self, p: Pipeline, deliver: bool = True) -> None:
         self.p = p
+        self.deliver = deliver
         self.spec = p.bundle.spec
         self.stop = p._stop
         self.errors: list[BaseException] = []
@@ -194,38 +219,65 @@ class _Run:
         p = self.p
         live = p.source.live or p.realtime
         size = p.queue_size
-        # Live: "newest" slots in front of preprocess and of infer, so that frames never wait
-        # behind a slower model (they are dropped instead); the bottleneck always starts on the
-        # freshest frame. Otherwise bounded queues: every frame, with backpressure.
-        self.captured: Channel = Newest() if live else Channel(size)
-        prepared: Channel = Newest() if live else Channel(size)
-        chans = [self.captured, prepared, Channel(size), Channel(size), Channel(size)]
-        self.channels = chans
-        self.results = chans[-1]
         pace = p.source.fps if (p.realtime and not p.source.live) else None
         if p.realtime and not p.source.live and not pace:
             log.warning("%s has no frame rate: --realtime reads it as fast as it can", p.source)
         # A lossless source needs no more reads than results; a live one drops, so the sink
         # stage counts results and stops the run instead.
         limit = None if live else p.max_frames
-        self.capture = Capture(p.source, self.captured, self.stop, p.reconnect, limit, pace)
         stages: list[tuple[str, Callable[[Any], Any]]] = [
-            ("preprocess", self._preprocess),
             ("infer", self._infer),
-            ("postprocess", self._postprocess),
-            ("sink", self._sink),
+            ("postprocess", self._post_and_sink),
         ]
-        cap = threading.Thread(target=self.capture.run, name="ev-capture", daemon=True)
+        if live:
+            # "Newest" slots in front of preprocess and of infer, so that frames never wait
+            # behind a slower model (they are dropped instead, before any work is spent on
+            # them); the bottleneck always starts on the freshest frame.
+            self.captured: Channel = Newest()
+            chans = [self.captured, Newest(), Channel(size), self._results_channel()]
+            stages.insert(0, ("preprocess", self._preprocess))
+            prepare = None
+        else:
+            # Lossless: every frame is used, so the reader thread prepares each one as it
+            # decodes it (a thread and a hand-off fewer); bounded queues give backpressure.
+            self.captured = Channel(size)
+            chans = [self.captured, Channel(size), self._results_channel()]
+            prepare = self._preprocess
+        self.channels = chans
+        self.results = chans[-1]
+        self.capture = Capture(
+            p.source, self.captured, self.stop, p.reconnect, limit, pace, prepare
+        )
+        plan = cpu_plan(p.pin_cpus, p.threads if p.runner is None else None)
+        if plan:
+            self.summary.cpus = {"infer": sorted(plan[0]), "other stages": sorted(plan[1])}
+        infer_cpus, other_cpus = plan or (None, None)
+        cap = threading.Thread(
+            target=self._capture, args=(other_cpus,), name="ev-capture", daemon=True
+        )
         self.threads.append(cap)
         for (name, fn), inp, out in zip(stages, chans[:-1], chans[1:], strict=True):
-            t = threading.Thread(target=self._worker, args=(fn, inp, out), name=f"ev-{name}")
+            cpus = infer_cpus if name == "infer" else other_cpus
+            t = threading.Thread(target=self._worker, args=(fn, inp, out, cpus), name=f"ev-{name}")
             self.threads.append(t)
         self.segment = 0
         for t in self.threads:
             t.start()
 
+    def _capture(self, cpus: set[int] | None) -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        self.capture.run()
+
+    def _results_channel(self) -> Channel:
+        return Channel(self.p.queue_size) if self.deliver else Discard()
+
     # -- stages ----------------------------------------------------------------------------
-    def _worker(self, fn: Callable[[Any], Any], inp: Channel, out: Channel) -> None:
+    def _worker(
+        self, fn: Callable[[Any], Any], inp: Channel, out: Channel, cpus: set[int] | None = None
+    ) -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)  # 0: this thread
         try:
             while True:
                 try:
@@ -285,6 +337,10 @@ class _Run:
             meta=frame.meta,
             image=frame.image,
         )
+
+    def _post_and_sink(self, frame: Frame) -> Result | None:
+        # One thread: postprocess is light, and a hand-off costs about as much.
+        return self._sink(self._postprocess(frame))
 
     def _sink(self, result: Result) -> Result | None:
         limit = self.p.max_frames

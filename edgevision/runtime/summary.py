@@ -39,7 +39,8 @@ class RunSummary:
     Timings, milliseconds: ``latency_ms[i]`` capture → result and ``age_ms[i]`` capture →
     preprocess start of the i-th processed frame (``frame_index[i]``); ``stage_ms[stage]`` one
     value per frame for each stage in `STAGES`. ``wall_s`` runs from the first frame captured to
-    the last result; ``startup_s`` from the pipeline's start to its first result.
+    the last result; ``startup_s`` from the pipeline's start to its first result. ``cpus``:
+    which CPUs the inference thread and the other stages were pinned to (empty: not pinned).
     """
 
     source: str
@@ -54,6 +55,7 @@ class RunSummary:
     wall_s: float = 0.0
     startup_s: float | None = None
     stop_reason: str = ""
+    cpus: dict[str, list[int]] = field(default_factory=dict)  # the CPU plan, when pinned
     frame_index: list[int] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
     age_ms: list[float] = field(default_factory=list)
@@ -115,4 +117,7 @@ class RunSummary:
             rows.append((f"  {name} p50 / p99 ms", f"{stats['p50']:.2f} / {stats['p99']:.2f}"))
         if self.startup_s is not None:
             rows.append(("first result after s", f"{self.startup_s:.2f}"))
+        if self.cpus:
+            plan = " · ".join(f"{k} {','.join(map(str, v))}" for k, v in self.cpus.items())
+            rows.append(("CPUs", plan))
         return rows

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from edgevision.runtime.channels import Channel, Closed, Newest
+from edgevision.runtime.channels import Channel, Closed, Discard, Newest
 
 
 def test_newest_keeps_only_the_last_item_and_counts_drops():
@@ -65,3 +65,15 @@ def test_abort_wakes_a_blocked_producer_and_drops_items():
     assert errors == ["closed"]
     with pytest.raises(Closed):
         ch.get()
+
+
+def test_discard_drops_puts_and_reports_the_close():
+    ch = Discard()
+    for i in range(10):
+        ch.put(i)  # never blocks, keeps nothing
+    assert len(ch) == 0 and ch.get(timeout=0.01) is None
+    ch.close()
+    with pytest.raises(Closed):
+        ch.get()
+    with pytest.raises(Closed):
+        ch.put(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -23,6 +24,7 @@ from edgevision.runtime import (
     make_sink,
     softmax,
 )
+from edgevision.runtime.pipeline import cpu_plan
 from edgevision.runtime.sinks import Sink
 
 FAST = Reconnect(attempts=3, initial_s=0.01, max_delay_s=0.02, stall_s=0.5)
@@ -244,3 +246,38 @@ def test_a_real_stream_that_ends_is_reopened(bundle, clip, http_server):
     summary = Pipeline(bundle, url, sinks=[rec], threads=1, max_frames=20, reconnect=FAST).run()
     assert summary.reconnects >= 1 and summary.frames_processed == 20
     assert rec.results[-1].frame_index >= 19
+
+
+class WhereRunner(OrtRunner):
+    """ONNX Runtime that notes the CPUs its calling thread may use."""
+
+    def infer_impl(self, feed):
+        self.seen.add(frozenset(os.sched_getaffinity(0)))
+        return super().infer_impl(feed)
+
+
+def test_cpu_plan_rules(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert cpu_plan(None, 1) == ({3}, {0, 1, 2})
+    assert cpu_plan(True, 0) == ({3}, {0, 1, 2})  # asked for, even with a thread pool
+    assert cpu_plan(None, 0) is None  # ORT's own pool spans the CPUs: leave it
+    assert cpu_plan(None, None) is None  # a caller's runner: its threads are unknown
+    assert cpu_plan(False, 1) is None
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5})
+    assert cpu_plan(True, 1) is None  # one CPU: nothing to split
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_pinned_run_keeps_inference_on_its_own_cpu(bundle, clip):
+    b = Bundle.open(bundle)
+    infer_cpu, other = cpu_plan(True, 1)
+    runner = WhereRunner.from_bundle(b, "fp32", threads=1)
+    runner.seen = set()
+    before = os.sched_getaffinity(0)
+    s = Pipeline(b, clip, runner=runner, pin_cpus=True).run(handle_signals=False)
+    assert runner.seen >= {frozenset(infer_cpu)}  # every call after the warm-up
+    assert len(runner.seen - {frozenset(before)}) == 1
+    assert s.cpus == {"infer": sorted(infer_cpu), "other stages": sorted(other)}
+    assert os.sched_getaffinity(0) == before  # the caller's thread is not touched
+    unpinned = Pipeline(b, clip, runner=runner, pin_cpus=False).run(handle_signals=False)
+    assert unpinned.cpus == {}
