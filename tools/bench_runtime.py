@@ -155,12 +155,14 @@ def sequential(bundle: Path, clip: Path, threads: int, rounds: int) -> dict[str,
     return {"fps": n / wall, "frames": n}
 
 
-def pipeline_file(bundle: Path, clip: Path, threads: int, rounds: int) -> dict[str, Any]:
+def pipeline_file(
+    bundle: Path, clip: Path, threads: int, rounds: int, pin: bool | None = None
+) -> dict[str, Any]:
     from edgevision.runtime import Pipeline
 
     fps = []
     for _ in range(rounds):
-        s = Pipeline(bundle, clip, threads=threads).run(handle_signals=False)
+        s = Pipeline(bundle, clip, threads=threads, pin_cpus=pin).run(handle_signals=False)
         fps.append(s.frames_processed / s.wall_s)
     return {"fps": sum(fps) / len(fps), "frames": s.frames_processed, "rounds": rounds}
 
@@ -177,9 +179,10 @@ def pipeline_live(bundle: Path, threads: int, frames: int, fps: float) -> dict[s
 
 
 def interleaved(bundle: Path, clip: Path, threads: int, rounds: int) -> dict[str, Any]:
-    """Bare runner, pipeline and sequential loop, one pass each per round, ``rounds`` times.
+    """Bare runner, pipeline (default CPU plan, and never pinned) and sequential loop, one pass
+    each per round, ``rounds`` times.
 
-    The machine's noise (other processes) hits all three alike; the throughput ratio is the
+    The machine's noise (other processes) hits them all alike; the throughput ratio is the
     median of the per-round ratios.
     """
     import statistics
@@ -187,18 +190,21 @@ def interleaved(bundle: Path, clip: Path, threads: int, rounds: int) -> dict[str
     runs: dict[str, list[dict[str, Any]]] = {
         "bare_runner": [],
         "pipeline_file": [],
+        "pipeline_unpinned": [],
         "sequential": [],
     }
     for _ in range(rounds):
         runs["bare_runner"].append(bare_runner(bundle, clip, threads, 1))
         runs["pipeline_file"].append(pipeline_file(bundle, clip, threads, 1))
+        runs["pipeline_unpinned"].append(pipeline_file(bundle, clip, threads, 1, pin=False))
         runs["sequential"].append(sequential(bundle, clip, threads, 1))
-    ratios = [
-        p["fps"] / b["fps"] for p, b in zip(runs["pipeline_file"], runs["bare_runner"], strict=True)
-    ]
+    bare = runs["bare_runner"]
+    ratios = [p["fps"] / b["fps"] for p, b in zip(runs["pipeline_file"], bare, strict=True)]
+    unpinned = [p["fps"] / b["fps"] for p, b in zip(runs["pipeline_unpinned"], bare, strict=True)]
     out: dict[str, Any] = {
         "throughput_ratios": ratios,
         "throughput_ratio": statistics.median(ratios),
+        "unpinned_ratio": statistics.median(unpinned),
     }
     for name, values in runs.items():
         out[name] = {k: statistics.median(v[k] for v in values) for k in values[0]}
@@ -291,6 +297,8 @@ def print_report(r: dict[str, Any]) -> None:
         ("sequential decode+prep+infer FPS", f"{r['sequential']['fps']:.1f}"),
         ("pipeline FPS on the file", f"{r['pipeline_file']['fps']:.1f}"),
         ("per-round pipeline / bare ratios", " ".join(f"{x:.2f}" for x in r["throughput_ratios"])),
+        ("pipeline FPS, --no-pin (ratio)",
+         f"{r['pipeline_unpinned']['fps']:.1f} ({r['unpinned_ratio']:.2f})"),
         ("bare infer p50 / p99 ms",
          f"{r['bare_runner']['p50_ms']:.2f} / {r['bare_runner']['p99_ms']:.2f}"),
         (f"live ({r['live']['source']}) latency p50 / p99 ms",
@@ -316,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", type=Path, default=None, help="bench this bundle instead")
     parser.add_argument("--model", choices=("medium", "tiny"), default="medium")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of the test clip")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the test clip")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved passes per mode")
     parser.add_argument("--live-frames", type=int, default=60)
     parser.add_argument("--live-fps", type=float, default=15.0)
