@@ -37,7 +37,9 @@ class DemoConfig:
     epochs: int = 20  # with patience 6 (TrainConfig), early stopping usually ends it sooner
     freeze: str = "full"
     calib_size: int = 512
-    method: str = "minmax"
+    # percentile: on an independent 1,040-image set both artifacts agree with FP32 on >= 99.5 %
+    # (minmax 99.6 % cpu but 98.97 % on the 195-image test split: 2 images); see the README
+    method: str = "percentile"
     iterations: int = 300
     budget_ms: float = 25.0
     percentile: str = "p99"
