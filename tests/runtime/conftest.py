@@ -42,6 +42,7 @@ class World:
     """What a `FakeSource` plays, shared by every (re)open of it.
 
     ``script`` is consumed one entry per read: "frame", "corrupt", "garbage" (a float array),
+    "onechannel" (an HxWx1 frame: capture takes it, preprocess refuses it),
     "lost" (the device breaks), "none" (a read timeout), "hang" (a read that
     blocks for 3 s), "end". ``open_failures`` makes that
     many opens fail (after the first) before one succeeds. Once the script runs out, reads
@@ -97,6 +98,8 @@ class FakeSource(Source):
             raise CorruptFrame("bad bytes")
         if action == "garbage":
             return np.zeros((24, 32, 3), np.float32)
+        if action == "onechannel":  # passes capture, fails preprocess
+            return np.zeros((24, 32, 1), np.uint8)
         if action == "lost":
             raise SourceLostError(f"{self.uri}: unplugged")
         if action == "none":

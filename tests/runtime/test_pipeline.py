@@ -150,6 +150,17 @@ def test_corrupt_frames_are_skipped_and_counted(bundle, fake_world):
     assert [r.frame_index for r in rec.results] == [0, 2, 4]
 
 
+@pytest.mark.parametrize("scheme", ["fake", "live-fake"])
+def test_a_frame_preprocess_refuses_is_skipped_and_counted(bundle, fake_world, scheme):
+    # a file prepares frames in its reader thread, a live source in the preprocess stage
+    fake_world("cam", ["frame", "onechannel", "frame"], delay=0.02 if scheme != "fake" else 0.0)
+    rec = Recorder()
+    summary = Pipeline(bundle, f"{scheme}://cam", sinks=[rec], threads=1).run()
+    assert summary.frames_read == 3 and summary.frames_corrupt == 1
+    assert summary.frames_processed == 2 and summary.frames_dropped == 0
+    assert [r.frame_index for r in rec.results] == [0, 2]
+
+
 def test_source_fails_mid_stream_and_comes_back(bundle, fake_world, tmp_path):
     fake_world("cam", ["frame"] * 4 + ["lost"] + ["frame"] * 4, open_failures=1)
     events = tmp_path / "events.jsonl"
