@@ -147,7 +147,8 @@ def global_pool_as_op(model: onnx.ModelProto) -> list[str]:
             if value is not None:
                 inits[node.output[0]] = numpy_helper.to_array(value)
     ranks = _ranks(model)
-    rewritten = []
+    rewritten: list[str] = []
+    dropped: set[str] = set()
     for node in model.graph.node:
         if node.op_type != "ReduceMean" or node.domain not in ("", "ai.onnx"):
             continue
@@ -163,9 +164,14 @@ def global_pool_as_op(model: onnx.ModelProto) -> list[str]:
         if sorted(a % 4 for a in axes) != [2, 3]:
             continue
         node.op_type = "GlobalAveragePool"
+        dropped.update(node.input[1:])
         del node.input[1:]
         del node.attribute[:]
         rewritten.append(node.name)
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [i for i in model.graph.initializer if i.name in dropped and i.name not in used]
+    for init in unused:  # the axes: ORT would warn about an unused initializer
+        model.graph.initializer.remove(init)
     return rewritten
 
 

@@ -121,6 +121,7 @@ def test_global_mean_becomes_global_average_pool(axes):
     want = _run(model, x)
     assert global_pool_as_op(model) == ["pool"]
     assert [n.op_type for n in model.graph.node][2] == "GlobalAveragePool"
+    assert "axes" not in {i.name for i in model.graph.initializer}  # no unused initializer
     np.testing.assert_allclose(_run(model, x), want, rtol=1e-5, atol=1e-6)
 
 
