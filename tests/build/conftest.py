@@ -103,3 +103,25 @@ def fp32_onnx(built) -> Path:
 def bundle_copy(built, tmp_path) -> Path:
     """A private copy of the session's bundle, for tests that tamper with it."""
     return Path(shutil.copytree(built.out, tmp_path / "bundle"))
+
+
+TINY_SPEC = ModelSpec(labels=("a", "b", "c"), input_size=(32, 48))
+
+
+@pytest.fixture(scope="session")
+def quantized(tmp_path_factory):
+    """The tiny classifier, pre-processed, calibrated once and quantized for both targets."""
+    from edgevision.build.calibrate import calibrate
+    from edgevision.build.calibration import collect_calibration
+    from edgevision.build.pipeline import normalize_onnx
+    from edgevision.build.quantize import TARGETS, prepare_for_quantization, quantize_for_target
+    from tests.helpers import tiny_classifier_onnx
+
+    root = tmp_path_factory.mktemp("q")
+    fp32 = normalize_onnx(tiny_classifier_onnx(root / "raw.onnx"), root / "m.onnx")
+    prep = prepare_for_quantization(fp32, root / "prep.onnx")
+    write_images(root / "calib", 16, seed=3)
+    calib = collect_calibration(root / "calib", TINY_SPEC)
+    ranges = calibrate(prep, calib, TINY_SPEC, cache_dir=root / "cache", threads=1)
+    out = {t: quantize_for_target(prep, ranges, t, root / f"{t}.onnx") for t in TARGETS.names()}
+    return {"fp32": fp32, "prep": prep, "ranges": ranges, "calib": calib, **out}

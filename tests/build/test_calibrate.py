@@ -10,11 +10,8 @@ from edgevision.build.calibrate import METHODS, calibrate
 from edgevision.build.calibration import collect_calibration
 from edgevision.build.quantize import prepare_for_quantization
 from edgevision.errors import RegistryError
-from edgevision.spec import ModelSpec
-from tests.build.conftest import write_images
+from tests.build.conftest import TINY_SPEC, write_images
 from tests.helpers import tiny_classifier_onnx
-
-TINY_SPEC = ModelSpec(labels=("a", "b", "c"), input_size=(32, 48))
 
 
 @pytest.fixture(scope="module")

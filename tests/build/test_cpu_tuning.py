@@ -1,23 +1,13 @@
 """The exact rewrites for ONNX Runtime's CPU kernels: same outputs, the fast kernels' shapes."""
 
-import dataclasses
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from edgevision.build.calibrate import calibrate
-from edgevision.build.calibration import collect_calibration
 from edgevision.build.cpu_tuning import global_pool_as_op, pad_input_channels
-from edgevision.build.pipeline import normalize_onnx
-from edgevision.build.quantize import TARGETS, prepare_for_quantization, quantize_for_target
-from edgevision.spec import ModelSpec
-from tests.build.conftest import write_images
-from tests.helpers import tiny_classifier_onnx
-
-SPEC = ModelSpec(labels=("a", "b", "c"), input_size=(32, 48))
+from edgevision.build.quantize import quantize_for_target
 
 
 def _run(model_or_path, x):
@@ -29,23 +19,11 @@ def _run(model_or_path, x):
 
 
 @pytest.fixture(scope="module")
-def plain_cpu(tmp_path_factory):
-    """The tiny classifier quantized with the cpu recipe but without its rewrite."""
-    root = tmp_path_factory.mktemp("tune")
-    fp32 = normalize_onnx(tiny_classifier_onnx(root / "raw.onnx"), root / "m.onnx")
-    prep = prepare_for_quantization(fp32, root / "prep.onnx")
-    write_images(root / "calib", 16, seed=3)
-    calib = collect_calibration(root / "calib", SPEC)
-    ranges = calibrate(prep, calib, SPEC, cache_dir=root / "cache", threads=1)
-    recipe = TARGETS.get("cpu")
-    patch = pytest.MonkeyPatch()
-    patch.setitem(TARGETS._items, "cpu", dataclasses.replace(recipe, finalize=None))
-    try:
-        plain = quantize_for_target(prep, ranges, "cpu", root / "plain.onnx")
-    finally:
-        patch.undo()
-    tuned = quantize_for_target(prep, ranges, "cpu", root / "tuned.onnx")
-    return {"plain": plain, "tuned": tuned, "calib": calib}
+def plain_cpu(quantized, tmp_path_factory):
+    """The tiny classifier quantized with the cpu recipe without (and with) its rewrite."""
+    out = tmp_path_factory.mktemp("tune") / "plain.onnx"
+    plain = quantize_for_target(quantized["prep"], quantized["ranges"], "cpu", out, finalize=False)
+    return {"plain": plain, "tuned": quantized["cpu"], "calib": quantized["calib"]}
 
 
 def test_padding_the_input_channels_changes_no_output_bit(plain_cpu):

@@ -6,30 +6,9 @@ import pytest
 from onnx import helper, numpy_helper
 
 from edgevision.backends.ort import OrtRunner
-from edgevision.build.calibrate import calibrate
-from edgevision.build.calibration import collect_calibration
-from edgevision.build.pipeline import normalize_onnx
-from edgevision.build.quantize import TARGETS, prepare_for_quantization, quantize_for_target
+from edgevision.build.quantize import TARGETS, quantize_for_target
 from edgevision.build.trt_check import check_tensorrt_qdq
 from edgevision.errors import BuildError, RegistryError
-from edgevision.spec import ModelSpec
-from tests.build.conftest import write_images
-from tests.helpers import tiny_classifier_onnx
-
-TINY_SPEC = ModelSpec(labels=("a", "b", "c"), input_size=(32, 48))
-
-
-@pytest.fixture(scope="module")
-def quantized(tmp_path_factory):
-    """The tiny classifier, pre-processed, calibrated once and quantized for both targets."""
-    root = tmp_path_factory.mktemp("q")
-    fp32 = normalize_onnx(tiny_classifier_onnx(root / "raw.onnx"), root / "m.onnx")
-    prep = prepare_for_quantization(fp32, root / "prep.onnx")
-    write_images(root / "calib", 16, seed=3)
-    calib = collect_calibration(root / "calib", TINY_SPEC)
-    ranges = calibrate(prep, calib, TINY_SPEC, cache_dir=root / "cache", threads=1)
-    out = {t: quantize_for_target(prep, ranges, t, root / f"{t}.onnx") for t in TARGETS.names()}
-    return {"fp32": fp32, "prep": prep, "ranges": ranges, "calib": calib, **out}
 
 
 def _qdq(model, op_type, weight: bool):
