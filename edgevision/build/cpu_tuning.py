@@ -15,10 +15,11 @@ bit-identical (a test checks it) and the model's input stays ``[N, 3, H, W]``.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from edgevision.build.graph import GraphIndex, int_attr
 
 if TYPE_CHECKING:
     import onnx
@@ -42,83 +43,67 @@ def pad_input_channels(model: onnx.ModelProto, multiple: int = CHANNEL_MULTIPLE)
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    consumers: dict[str, list[Any]] = defaultdict(list)
-    producer: dict[str, Any] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
-        for name in node.output:
-            producer[name] = node
+    index = GraphIndex(model)
     inits = {i.name: i for i in graph.initializer}
     outputs = {o.name for o in graph.output}
     widened = []
     for graph_input in graph.input:
-        quant = _only(consumers[graph_input.name], "QuantizeLinear")
-        if quant is None or quant.output[0] in outputs or len(quant.input) < 3:
+        quant = index.only_reader(graph_input.name, "QuantizeLinear")
+        if quant is None or quant.output[0] in outputs or index.const(quant, 2) is None:
             continue
-        dequant = _only(consumers[quant.output[0]], "DequantizeLinear")
+        dequant = index.only_reader(quant.output[0], "DequantizeLinear")
         if dequant is None or dequant.output[0] in outputs:
             continue
-        conv = _only(consumers[dequant.output[0]], "Conv")
-        if conv is None or list(conv.input).index(dequant.output[0]) != 0:
+        conv = index.only_reader(dequant.output[0], "Conv")
+        if conv is None or int_attr(conv, "group", 1) != 1 or len(conv.input) < 2:
             continue
-        if _attr(conv, "group", 1) != 1 or len(conv.input) < 2:
-            continue
-        weight_dq = producer.get(conv.input[1])
+        weight_dq = index.producer.get(conv.input[1])
         if weight_dq is None or weight_dq.op_type != "DequantizeLinear":
             continue
-        if len(consumers[weight_dq.output[0]]) != 1:
+        weight, zero = index.const(weight_dq, 0), index.const(weight_dq, 2)
+        if weight is None or weight.dtype != np.int8 or weight.ndim < 3:
             continue
-        weight_init = inits.get(weight_dq.input[0])
-        zero_init = inits.get(weight_dq.input[2]) if len(weight_dq.input) > 2 else None
-        zero_point_init = inits.get(quant.input[2])
-        if weight_init is None or zero_point_init is None:
+        if int_attr(weight_dq, "axis", 1) != 0 or weight_dq.input[0] not in inits:
             continue
-        weight = numpy_helper.to_array(weight_init)
-        if weight.dtype != np.int8 or weight.ndim < 3 or _attr(weight_dq, "axis", 1) != 0:
-            continue
-        if zero_init is not None and numpy_helper.to_array(zero_init).any():
+        if zero is not None and zero.any():
             continue  # asymmetric weights: MLAS's ConvSym path does not apply anyway
-        channels = weight.shape[1]
-        extra = -channels % multiple
+        if len(index.consumers[weight_dq.input[0]]) != 1:
+            continue  # the weight is shared: widening it would break the other reader
+        if len(index.consumers[weight_dq.output[0]]) != 1:
+            continue
+        extra = -weight.shape[1] % multiple
         if extra == 0:
             continue
-        if len(consumers[weight_init.name]) != 1:
-            continue  # the weight is shared: widening it would break the other reader
         pad_shape = (weight.shape[0], extra, *weight.shape[2:])
         widened_weight = np.concatenate([weight, np.zeros(pad_shape, np.int8)], axis=1)
-        weight_init.CopyFrom(numpy_helper.from_array(widened_weight, weight_init.name))
+        inits[weight_dq.input[0]].CopyFrom(
+            numpy_helper.from_array(widened_weight, weight_dq.input[0])
+        )
 
         rank = weight.ndim  # same rank as the NCHW input
         pads = [0] * (2 * rank)
         pads[rank + 1] = extra  # end of axis 1
         tag = f"{conv.name or graph_input.name}_channel_pad"
-        pads_name = f"{tag}_pads"
-        graph.initializer.append(numpy_helper.from_array(np.array(pads, np.int64), pads_name))
-        fill = numpy_helper.to_array(zero_point_init).reshape(())  # uint8 or int8 zero point
-        fill_name = f"{tag}_value"
-        graph.initializer.append(numpy_helper.from_array(np.array(fill), fill_name))
+        fill = index.const(quant, 2).reshape(())  # the input's zero point (uint8 or int8)
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array(pads, np.int64), f"{tag}_pads"),
+                numpy_helper.from_array(np.array(fill), f"{tag}_value"),
+            ]
+        )
         padded = f"{tag}_output"
         pad = helper.make_node(
-            "Pad", [quant.output[0], pads_name, fill_name], [padded], name=tag, mode="constant"
+            "Pad",
+            [quant.output[0], f"{tag}_pads", f"{tag}_value"],
+            [padded],
+            name=tag,
+            mode="constant",
         )
         dequant.input[0] = padded
-        nodes = list(graph.node)
-        graph.node.insert(nodes.index(dequant), pad)
+        graph.node.insert(list(graph.node).index(dequant), pad)
         _drop_shape(graph, [dequant.output[0], padded])
         widened.append(conv.name)
     return widened
-
-
-def _only(nodes: list[Any], op_type: str) -> Any | None:
-    """The single node of ``nodes`` when it is an ``op_type``, else None."""
-    if len(nodes) == 1 and nodes[0].op_type == op_type:
-        return nodes[0]
-    return None
-
-
-def _attr(node: Any, name: str, default: int) -> int:
-    return next((a.i for a in node.attribute if a.name == name), default)
 
 
 def _drop_shape(graph: Any, names: list[str]) -> None:
@@ -138,27 +123,20 @@ def global_pool_as_op(model: onnx.ModelProto) -> list[str]:
     place (tensor names are kept, so calibration ranges still match) and returns the nodes
     rewritten.
     """
-    from onnx import numpy_helper
-
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            value = next((a.t for a in node.attribute if a.name == "value"), None)
-            if value is not None:
-                inits[node.output[0]] = numpy_helper.to_array(value)
+    consts = GraphIndex(model).consts
     ranks = _ranks(model)
     rewritten: list[str] = []
     dropped: set[str] = set()
     for node in model.graph.node:
         if node.op_type != "ReduceMean" or node.domain not in ("", "ai.onnx"):
             continue
-        if _attr(node, "keepdims", 1) != 1 or ranks.get(node.input[0]) != 4:
+        if int_attr(node, "keepdims", 1) != 1 or ranks.get(node.input[0]) != 4:
             continue
         axes_attr = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
         if axes_attr is not None:
             axes = axes_attr
-        elif len(node.input) > 1 and node.input[1] in inits:
-            axes = [int(a) for a in np.asarray(inits[node.input[1]]).reshape(-1)]
+        elif len(node.input) > 1 and node.input[1] in consts:
+            axes = [int(a) for a in np.asarray(consts[node.input[1]]).reshape(-1)]
         else:
             continue
         if sorted(a % 4 for a in axes) != [2, 3]:

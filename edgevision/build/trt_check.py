@@ -9,11 +9,11 @@ standard-domain Q/DQ, opset >= 13. `check_tensorrt_qdq` verifies every one of th
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgevision.build.graph import GraphIndex, int_attr
 from edgevision.errors import BuildError
 
 if TYPE_CHECKING:
@@ -30,39 +30,15 @@ def _weight_axis(node: Any, weight: np.ndarray) -> int | None:
     if node.op_type == "ConvTranspose":
         return 1
     if node.op_type == "Gemm":
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        trans_b = int_attr(node, "transB", 0)
         return 0 if trans_b else 1
     if node.op_type == "MatMul":
         return weight.ndim - 1
     return None
 
 
-class _Graph:
-    """Constants, producers and consumers of a model's main graph."""
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        from onnx import numpy_helper
-
-        self.model = model
-        self.consts: dict[str, np.ndarray] = {
-            i.name: numpy_helper.to_array(i) for i in model.graph.initializer
-        }
-        self.producer: dict[str, Any] = {}
-        self.consumers: dict[str, list[tuple[Any, int]]] = defaultdict(list)
-        for node in model.graph.node:
-            if node.op_type == "Constant":
-                value = next((a.t for a in node.attribute if a.name == "value"), None)
-                if value is not None:
-                    self.consts[node.output[0]] = numpy_helper.to_array(value)
-            for out in node.output:
-                self.producer[out] = node
-            for idx, name in enumerate(node.input):
-                self.consumers[name].append((node, idx))
-
-    def const(self, node: Any, index: int) -> np.ndarray | None:
-        if index >= len(node.input) or not node.input[index]:
-            return None
-        return self.consts.get(node.input[index])
+class _Graph(GraphIndex):
+    """The index, plus what the weight checks ask of it."""
 
     def weight_consumers(self, node: Any) -> list[tuple[Any, int]]:
         """Ops that read ``node``'s output (through the DQ when ``node`` is a weight's Q)."""
