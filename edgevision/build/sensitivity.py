@@ -218,12 +218,13 @@ def analyze_sensitivity(
         work = Path(tmp)
         # The SQNR pass pairs each Q/DQ tensor with its FP32 twin, so it reads the INT8 model
         # before the target's (exact, shape-changing) kernel rewrites.
-        bare = plain if plain is not None and TARGETS.get(target).finalize is None else None
-        if bare is None:
+        if plain is None or TARGETS.get(target).finalize is not None:
             bare = quantize_for_target(
                 fp32_path, ranges, target, work / "bare.onnx", nodes_to_exclude, finalize=False
             )
-        plain = plain if plain is not None else bare
+        else:
+            bare = plain
+        plain = plain or bare  # same outputs: the rewrites are exact
         images = calib.tensors[:sqnr_images]
         rows = layer_sqnr(fp32_path, bare, images, threads, batch_size, track)
         table = SensitivityTable(

@@ -27,6 +27,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from edgevision.errors import ConfigError, DataError, EdgeVisionError
+from edgevision.preprocess import preprocess
 from edgevision.runtime.capture import Capture, Reconnect
 from edgevision.runtime.channels import Channel, Closed, Discard, Newest
 from edgevision.runtime.frame import Frame, Result
@@ -295,8 +296,6 @@ class _Run:
             out.close()
 
     def _preprocess(self, frame: Frame) -> Frame | None:
-        from edgevision.preprocess import preprocess
-
         t0 = time.perf_counter()
         frame.age_ms = (t0 - frame.capture_ts) * 1000.0
         try:
