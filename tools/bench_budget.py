@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -113,20 +112,12 @@ def _build(args: argparse.Namespace, out: Path, max_drop: float | None, cache: P
 
 
 def machine() -> dict[str, Any]:
-    """CPU model (from lscpu where there is one), core count, ONNX Runtime version."""
-    import subprocess
-
+    """CPU model, core count, ONNX Runtime version."""
     import onnxruntime
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        cpu = next(
-            (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "Model name" in ln), cpu
-        )
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "ort": onnxruntime.__version__}
+    from edgevision.profile.machine import cpu_model
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "ort": onnxruntime.__version__}
 
 
 def side_by_side(budget: Any) -> dict[str, Any]:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -75,17 +73,21 @@ def machine() -> dict[str, Any]:
     """CPU model, core count and whether it has AVX-512 VNNI (what INT8 speed hinges on)."""
     import onnxruntime
 
-    info = {"cpu": platform.processor(), "cores": os.cpu_count(), "ort": onnxruntime.__version__}
+    from edgevision.profile.machine import cpu_model
+
     try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        info["cpu"] = next(
-            (ln.split(":", 1)[1].strip() for ln in text.splitlines() if "Model name" in ln),
-            info["cpu"],
+        flags = next(
+            (ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")),
+            None,
         )
-        info["avx512_vnni"] = "avx512_vnni" in text
     except OSError:
-        info["avx512_vnni"] = None
-    return info
+        flags = None
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "ort": onnxruntime.__version__,
+        "avx512_vnni": None if flags is None else "avx512_vnni" in flags.split(),
+    }
 
 
 # -- build -------------------------------------------------------------------------------------
