@@ -133,7 +133,7 @@ def _check_weight(
         axis = _weight_axis(consumer, weight) if index == 1 else None
         if axis is None or scale is None or weight.shape[axis] == 1:
             continue
-        got = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        got = int_attr(node, "axis", 1)
         got = got + weight.ndim if got < 0 else got
         where = f"{label} (weight of {_label(consumer)})"
         if scale.size == 1:
