@@ -127,7 +127,7 @@ def stage_train(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Pat
 
 def stage_build(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Path], dict]:
     """Export, calibrate, quantize (cpu + tensorrt Q/DQ) and verify into a bundle."""
-    from edgevision.build import BuildConfig, build_bundle
+    from edgevision.compile import BuildConfig, build_bundle
     from edgevision.cli.build import print_result, rich_tracker
 
     config = BuildConfig(

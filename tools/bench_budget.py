@@ -1,6 +1,6 @@
 """Benchmark the INT8 accuracy budget: FP32, plain INT8 and budgeted INT8 side by side.
 
-One build with ``--max-drop`` (edgevision.build.build_bundle): plain INT8 is quantized and
+One build with ``--max-drop`` (edgevision.compile.build_bundle): plain INT8 is quantized and
 verified first; when it loses more than the budget, the fewest sensitive layers are kept in
 float. Top-1, drop and agreement with FP32 come from the build's own verification on the
 held-out set, for both targets; latency (batch 1, ONNX Runtime CPU, the cpu artifact) is
@@ -90,7 +90,7 @@ def _int8(evaluation: Any) -> list[str]:
 
 
 def _build(args: argparse.Namespace, out: Path, max_drop: float | None, cache: Path) -> Any:
-    from edgevision.build import BuildConfig, build_bundle
+    from edgevision.compile import BuildConfig, build_bundle
 
     config = BuildConfig(
         input=args.run,

@@ -93,7 +93,7 @@ def machine() -> dict[str, Any]:
 # -- build -------------------------------------------------------------------------------------
 def ensure_bundle(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     """The bundle to measure, built here (fresh calibration cache) when asked or missing."""
-    from edgevision.build import BuildConfig, build_bundle
+    from edgevision.compile import BuildConfig, build_bundle
 
     bundle = args.bundle or Path(tempfile.mkdtemp(prefix="bench-build-")) / "bundle"
     if bundle.exists() and not args.rebuild:
@@ -236,10 +236,10 @@ def _variant_recipes() -> dict[str, dict[str, Any]]:
 def _variant_model(args: argparse.Namespace, work: Path) -> tuple[Path, Path, Path, Any]:
     """Exported Lite0, pre-processed by ORT alone and by `prepare_for_quantization`, and cached
     minmax ranges from real or random images."""
-    from edgevision.build.calibrate import calibrate
-    from edgevision.build.calibration import CalibrationSet
-    from edgevision.build.export import export_onnx
-    from edgevision.build.quantize import prepare_for_quantization
+    from edgevision.compile.calibrate import calibrate
+    from edgevision.compile.calibration import CalibrationSet
+    from edgevision.compile.export import export_onnx
+    from edgevision.compile.quantize import prepare_for_quantization
     from edgevision.spec import ModelSpec
 
     if args.run:
@@ -276,7 +276,7 @@ def bench_variants(args: argparse.Namespace) -> dict[str, Any]:
     import onnxruntime as ort
     from onnxruntime.quantization import quantize_static
 
-    from edgevision.build.quantize import quantize_for_target
+    from edgevision.compile.quantize import quantize_for_target
 
     all_opt = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     with tempfile.TemporaryDirectory(prefix="bench-variants-") as tmp:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from edgevision.build import BuildResult
+    from edgevision.compile import BuildResult
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         engine_cache: Path | None = typer.Option(None, help="Put engines here, not in the bundle."),
         rebuild_if_stale: bool = typer.Option(False, help="Replace an engine built differently."),
     ) -> None:
-        from edgevision.build.source import is_bundle
+        from edgevision.compile.source import is_bundle
         from edgevision.errors import ConfigError
 
         console = Console()
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
             return
         if out is None:
             raise ConfigError("no --out given", "edgevision build RUN --out BUNDLE")
-        from edgevision.build import BuildConfig, build_bundle
+        from edgevision.compile import BuildConfig, build_bundle
 
         config = BuildConfig(
             input=input,
@@ -114,7 +114,7 @@ def _split_list(text: str) -> tuple[str, ...]:
 
 
 def _build_engine(console: Console, bundle: Path, target: str | None, opts: dict[str, Any]) -> None:
-    from edgevision.build.source import is_bundle
+    from edgevision.compile.source import is_bundle
     from edgevision.errors import ConfigError
 
     if not is_bundle(bundle):
@@ -156,7 +156,7 @@ def _log_to(console: Console) -> Iterator[None]:
     """Show the build's info and warnings (export check numbers, skipped files) on the console."""
     from rich.logging import RichHandler
 
-    logger = logging.getLogger("edgevision.build")
+    logger = logging.getLogger("edgevision.compile")
     handler = RichHandler(console=console, show_time=False, show_path=False)
     before = logger.level, logger.propagate
     logger.addHandler(handler)

@@ -280,7 +280,7 @@ def calibration_images(bundle: Bundle) -> list[Path]:
     """The bundle's calibration images that exist on this machine (may be none).
 
     Reads the bundle's ``calibration.json`` (format ``edgevision-calibration``, written by
-    `edgevision.build.calibration`): ``"files"`` entries with a ``"path"`` relative to
+    `edgevision.compile.calibration`): ``"files"`` entries with a ``"path"`` relative to
     ``"root"``. On the device the images are often not there; then there is no parity check.
     """
     try:

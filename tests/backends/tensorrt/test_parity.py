@@ -58,7 +58,7 @@ def test_build_reports_parity_on_reachable_calibration_images(trt, tmp_path):
     images.mkdir()
     for i, frame in enumerate(_frames(3)):
         cv2.imwrite(str(images / f"{i}.png"), frame)
-    calib = {  # the edgevision-calibration manifest written by edgevision.build.calibration
+    calib = {  # the edgevision-calibration manifest written by edgevision.compile.calibration
         "format": "edgevision-calibration",
         "root": str(images),
         "files": [{"path": f"{i}.png", "sha256": "0" * 64} for i in (0, 1, 2)]

@@ -18,12 +18,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgevision.build import BuildConfig
-from edgevision.build.evaluate import EvalSet, eval_set_from_folder
+from edgevision.compile import BuildConfig
+from edgevision.compile.evaluate import EvalSet, eval_set_from_folder
 from edgevision.data.images import read_image
 from edgevision.preprocess import preprocess_batch
 from edgevision.spec import ModelSpec
-from tests.build.conftest import LABELS, make_image_tree
+from tests.compile.conftest import LABELS, make_image_tree
 from tests.helpers import save_classifier
 
 OUTLIER = 5000.0

@@ -6,8 +6,8 @@ import pytest
 from onnx import helper, numpy_helper
 
 from edgevision.backends.ort import OrtRunner
-from edgevision.build.quantize import TARGETS, quantize_for_target
-from edgevision.build.trt_check import check_tensorrt_qdq
+from edgevision.compile.quantize import TARGETS, quantize_for_target
+from edgevision.compile.trt_check import check_tensorrt_qdq
 from edgevision.errors import BuildError, RegistryError
 
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevision.build.calibrate import CalibrationRanges, quantizable_op_types
-from edgevision.build.cpu_tuning import global_pool_as_op, pad_input_channels
-from edgevision.build.trt_check import check_tensorrt_qdq
+from edgevision.compile.calibrate import CalibrationRanges, quantizable_op_types
+from edgevision.compile.cpu_tuning import global_pool_as_op, pad_input_channels
+from edgevision.compile.trt_check import check_tensorrt_qdq
 from edgevision.errors import BuildError
 from edgevision.registry import Registry
 

@@ -6,7 +6,7 @@ import pytest
 
 from edgevision.bundle import Bundle
 from edgevision.cli.app import main
-from tests.build.conftest import write_images
+from tests.compile.conftest import write_images
 
 
 @pytest.fixture(autouse=True)

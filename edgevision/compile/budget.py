@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from edgevision.build.calibrate import CalibrationRanges
-from edgevision.build.calibration import CalibrationSet
-from edgevision.build.evaluate import EvalSet, Evaluation
-from edgevision.build.progress import Tracker, silent
-from edgevision.build.quantize import TARGETS, quantize_for_target
-from edgevision.build.sensitivity import (
+from edgevision.compile.calibrate import CalibrationRanges
+from edgevision.compile.calibration import CalibrationSet
+from edgevision.compile.evaluate import EvalSet, Evaluation
+from edgevision.compile.progress import Tracker, silent
+from edgevision.compile.quantize import TARGETS, quantize_for_target
+from edgevision.compile.sensitivity import (
     Evaluator,
     LayerSensitivity,
     SensitivityTable,

@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgevision.build.calibrate import CalibrationRanges, quantizable_op_types
-from edgevision.build.calibration import CalibrationSet
-from edgevision.build.evaluate import EvalSet, Evaluation, evaluate
-from edgevision.build.progress import Tracker, silent
-from edgevision.build.quantize import TARGETS, quantize_for_target
+from edgevision.compile.calibrate import CalibrationRanges, quantizable_op_types
+from edgevision.compile.calibration import CalibrationSet
+from edgevision.compile.evaluate import EvalSet, Evaluation, evaluate
+from edgevision.compile.progress import Tracker, silent
+from edgevision.compile.quantize import TARGETS, quantize_for_target
 from edgevision.errors import BuildError
 from edgevision.fileio import atomic_write_json, atomic_write_text
 from edgevision.spec import ModelSpec

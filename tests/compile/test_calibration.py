@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from edgevision.build.calibration import (
+from edgevision.compile.calibration import (
     MIN_IMAGES,
     Candidate,
     collect_calibration,
@@ -13,7 +13,7 @@ from edgevision.build.calibration import (
 )
 from edgevision.data.split import Split
 from edgevision.errors import CalibrationError
-from tests.build.conftest import LABELS, make_image_tree, make_split, write_images
+from tests.compile.conftest import LABELS, make_image_tree, make_split, write_images
 
 
 def test_folder_source_is_stratified_and_preprocessed(data_dir, spec):

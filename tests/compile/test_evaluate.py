@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgevision.build.evaluate import (
+from edgevision.compile.evaluate import (
     Evaluation,
     check_max_drop,
     eval_set_from_folder,
@@ -11,7 +11,7 @@ from edgevision.build.evaluate import (
 from edgevision.data.split import Split
 from edgevision.errors import BudgetExceededError, DataError
 from edgevision.spec import ModelSpec
-from tests.build.conftest import LABELS, make_image_tree, write_images
+from tests.compile.conftest import LABELS, make_image_tree, write_images
 from tests.helpers import tiny_classifier_onnx
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from edgevision.backends.ort import OrtRunner
-from edgevision.build.export import check_export, export_onnx
+from edgevision.compile.export import check_export, export_onnx
 from edgevision.errors import BuildError, RegistryError
 from edgevision.train.backbones import create_model
-from tests.build.conftest import BACKBONE
+from tests.compile.conftest import BACKBONE
 
 
 @pytest.fixture(scope="module")

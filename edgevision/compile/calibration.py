@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgevision.build.progress import Tracker, silent
+from edgevision.compile.progress import Tracker, silent
 from edgevision.data.images import IMAGE_EXTENSIONS, list_images, read_image
 from edgevision.errors import CalibrationError, CorruptImageError
 from edgevision.fileio import atomic_write_json, sha256_bytes, sha256_file

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edgevision.build.calibrate import (
+from edgevision.compile.calibrate import (
     _canonical,
     _input_batch,
     _limit_threads,
@@ -35,8 +35,8 @@ from edgevision.build.calibrate import (
     quantizable_op_types,
     read_keyed_cache,
 )
-from edgevision.build.calibration import MIN_IMAGES, CalibrationSet
-from edgevision.build.progress import Tracker, silent
+from edgevision.compile.calibration import MIN_IMAGES, CalibrationSet
+from edgevision.compile.progress import Tracker, silent
 from edgevision.errors import ConfigError
 from edgevision.fileio import atomic_write_text, sha256_bytes
 from edgevision.spec import ModelSpec

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgevision.build.progress import Tracker, silent
+from edgevision.compile.progress import Tracker, silent
 from edgevision.errors import BuildError
 from edgevision.registry import Registry
 from edgevision.spec import ModelSpec

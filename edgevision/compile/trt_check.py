@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgevision.build.graph import GraphIndex, int_attr
+from edgevision.compile.graph import GraphIndex, int_attr
 from edgevision.errors import BuildError
 
 if TYPE_CHECKING:

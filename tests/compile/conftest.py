@@ -84,7 +84,7 @@ def spec() -> ModelSpec:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, run_dir):
     """One end-to-end build from the RUN folder with the default (dynamo) exporter."""
-    from edgevision.build import BuildConfig, build_bundle
+    from edgevision.compile import BuildConfig, build_bundle
 
     root = tmp_path_factory.mktemp("built")
     config = BuildConfig(
@@ -111,10 +111,10 @@ TINY_SPEC = ModelSpec(labels=("a", "b", "c"), input_size=(32, 48))
 @pytest.fixture(scope="session")
 def quantized(tmp_path_factory):
     """The tiny classifier, pre-processed, calibrated once and quantized for both targets."""
-    from edgevision.build.calibrate import calibrate
-    from edgevision.build.calibration import collect_calibration
-    from edgevision.build.pipeline import normalize_onnx
-    from edgevision.build.quantize import TARGETS, prepare_for_quantization, quantize_for_target
+    from edgevision.compile.calibrate import calibrate
+    from edgevision.compile.calibration import collect_calibration
+    from edgevision.compile.pipeline import normalize_onnx
+    from edgevision.compile.quantize import TARGETS, prepare_for_quantization, quantize_for_target
     from tests.helpers import tiny_classifier_onnx
 
     root = tmp_path_factory.mktemp("q")

@@ -20,12 +20,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgevision.build.advise import CalibrationAdvice, advise_calibration_size
-from edgevision.build.budget import BudgetResult, fit_budget
-from edgevision.build.budget import render_markdown as budget_markdown
-from edgevision.build.calibrate import METHODS, CalibrationRanges, calibrate
-from edgevision.build.calibration import MIN_IMAGES, CalibrationSet, collect_calibration
-from edgevision.build.evaluate import (
+from edgevision.compile.advise import CalibrationAdvice, advise_calibration_size
+from edgevision.compile.budget import BudgetResult, fit_budget
+from edgevision.compile.budget import render_markdown as budget_markdown
+from edgevision.compile.calibrate import METHODS, CalibrationRanges, calibrate
+from edgevision.compile.calibration import MIN_IMAGES, CalibrationSet, collect_calibration
+from edgevision.compile.evaluate import (
     EvalSet,
     Evaluation,
     check_max_drop,
@@ -33,7 +33,7 @@ from edgevision.build.evaluate import (
     eval_set_from_split,
     evaluate,
 )
-from edgevision.build.export import (
+from edgevision.compile.export import (
     EXPORTERS,
     INPUT_NAME,
     OUTPUT_NAME,
@@ -41,12 +41,12 @@ from edgevision.build.export import (
     check_export,
     export_onnx,
 )
-from edgevision.build.progress import Tracker, silent
-from edgevision.build.quantize import TARGETS, prepare_for_quantization, quantize_for_target
-from edgevision.build.report import PLOT, plot_per_class, write_report
-from edgevision.build.sensitivity import FILES as SENSITIVITY_FILES
-from edgevision.build.sensitivity import SensitivityTable, analyze_sensitivity
-from edgevision.build.source import ModelSource, is_bundle, load_source
+from edgevision.compile.progress import Tracker, silent
+from edgevision.compile.quantize import TARGETS, prepare_for_quantization, quantize_for_target
+from edgevision.compile.report import PLOT, plot_per_class, write_report
+from edgevision.compile.sensitivity import FILES as SENSITIVITY_FILES
+from edgevision.compile.sensitivity import SensitivityTable, analyze_sensitivity
+from edgevision.compile.source import ModelSource, is_bundle, load_source
 from edgevision.bundle import write_bundle
 from edgevision.errors import BuildError, ConfigError
 from edgevision.fileio import atomic_write_text

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from edgevision.build.advise import _advice, advise_calibration_size, prefix_sizes, range_changes
-from edgevision.build.calibration import CalibrationSet
+from edgevision.compile.advise import _advice, advise_calibration_size, prefix_sizes, range_changes
+from edgevision.compile.calibration import CalibrationSet
 from edgevision.errors import ConfigError
 from edgevision.spec import ModelSpec
 from tests.helpers import tiny_classifier_onnx

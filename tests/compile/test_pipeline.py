@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edgevision.backends.ort import OrtRunner
-from edgevision.build import BuildConfig, build_bundle, check_tensorrt_qdq
-from edgevision.build.evaluate import Evaluation
+from edgevision.compile import BuildConfig, build_bundle, check_tensorrt_qdq
+from edgevision.compile.evaluate import Evaluation
 from edgevision.bundle import Bundle
 from edgevision.errors import (
     BudgetExceededError,
@@ -19,7 +19,7 @@ from edgevision.errors import (
 )
 from edgevision.fileio import sha256_file
 from edgevision.spec import ModelSpec
-from tests.build.conftest import LABELS
+from tests.compile.conftest import LABELS
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_wrong_or_missing_spec(fp32_onnx, data_dir, run_dir, tmp_path):
 
 
 def test_max_drop_failure_writes_nothing(fp32_onnx, spec_file, data_dir, tmp_path, monkeypatch):
-    import edgevision.build.pipeline as pipeline
+    import edgevision.compile.pipeline as pipeline
 
     out = tmp_path / "out"
     out.mkdir()

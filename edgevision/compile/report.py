@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edgevision.build.evaluate import Evaluation
+from edgevision.compile.evaluate import Evaluation
 from edgevision.fileio import atomic_write_json, atomic_write_text
 
 PLOT = "accuracy_per_class.png"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgevision.build.progress import Tracker, silent
+from edgevision.compile.progress import Tracker, silent
 from edgevision.data.images import list_images, read_image
 from edgevision.errors import BudgetExceededError, CorruptImageError, DataError
 from edgevision.preprocess import preprocess_batch

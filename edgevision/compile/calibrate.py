@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from edgevision.build.calibration import CalibrationSet
-from edgevision.build.progress import Tracker, silent
+from edgevision.compile.calibration import CalibrationSet
+from edgevision.compile.progress import Tracker, silent
 from edgevision.errors import CalibrationError
 from edgevision.fileio import atomic_write_text, sha256_bytes, sha256_file
 from edgevision.registry import Registry

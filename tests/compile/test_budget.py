@@ -1,4 +1,4 @@
-"""The accuracy budget end to end on a model plain INT8 destroys (tests/build/outlier_model.py):
+"""The accuracy budget end to end on a model plain INT8 destroys (tests/compile/outlier_model.py):
 the search finds the float layers, meets the budget, reports the latency price; an impossible
 budget fails and writes nothing."""
 
@@ -7,13 +7,13 @@ import json
 import onnx
 import pytest
 
-from edgevision.build import build_bundle, check_tensorrt_qdq
-from edgevision.build.budget import BudgetStep, render_markdown
+from edgevision.compile import build_bundle, check_tensorrt_qdq
+from edgevision.compile.budget import BudgetStep, render_markdown
 from edgevision.bundle import Bundle
 from edgevision.cli.app import main
 from edgevision.errors import BudgetExceededError
-from tests.build.outlier_model import NODES, make_outlier
-from tests.build.outlier_model import build_config as _config
+from tests.compile.outlier_model import NODES, make_outlier
+from tests.compile.outlier_model import build_config as _config
 
 
 @pytest.fixture(scope="module")
@@ -150,10 +150,10 @@ def test_fit_budget_sets_back_a_layer_that_hurts(outlier, tmp_path):
     (it measured best alone), set back, and the two outlier layers are kept instead."""
     import numpy as np
 
-    from edgevision.build import calibrate, collect_calibration, fit_budget
-    from edgevision.build import prepare_for_quantization as prepare
-    from edgevision.build.evaluate import Evaluation
-    from edgevision.build.sensitivity import LayerSensitivity, SensitivityTable
+    from edgevision.compile import calibrate, collect_calibration, fit_budget
+    from edgevision.compile import prepare_for_quantization as prepare
+    from edgevision.compile.evaluate import Evaluation
+    from edgevision.compile.sensitivity import LayerSensitivity, SensitivityTable
     from edgevision.spec import ModelSpec
 
     spec = ModelSpec.load(outlier["spec"])

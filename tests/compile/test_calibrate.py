@@ -6,11 +6,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edgevision.build.calibrate import METHODS, calibrate
-from edgevision.build.calibration import collect_calibration
-from edgevision.build.quantize import prepare_for_quantization
+from edgevision.compile.calibrate import METHODS, calibrate
+from edgevision.compile.calibration import collect_calibration
+from edgevision.compile.quantize import prepare_for_quantization
 from edgevision.errors import RegistryError
-from tests.build.conftest import TINY_SPEC, write_images
+from tests.compile.conftest import TINY_SPEC, write_images
 from tests.helpers import tiny_classifier_onnx
 
 

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgevision.build import (
+from edgevision.compile import (
     analyze_sensitivity,
     build_bundle,
     calibrate,
@@ -17,10 +17,10 @@ from edgevision.build import (
     eval_set_from_folder,
     prepare_for_quantization,
 )
-from edgevision.build.sensitivity import _db, _Energy, _fake_quant, _Quantized
+from edgevision.compile.sensitivity import _db, _Energy, _fake_quant, _Quantized
 from edgevision.bundle import Bundle
-from tests.build.outlier_model import build_config as _config
-from tests.build.outlier_model import make_outlier
+from tests.compile.outlier_model import build_config as _config
+from tests.compile.outlier_model import make_outlier
 
 
 @pytest.fixture(scope="module")

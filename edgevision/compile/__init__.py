@@ -6,11 +6,11 @@ need to run them separately (the demo, the accuracy-budget search: `analyze_sens
 onnxruntime.quantization are imported inside the functions that need them.
 """
 
-from edgevision.build.advise import CalibrationAdvice, advise_calibration_size
-from edgevision.build.budget import BudgetResult, fit_budget
-from edgevision.build.calibrate import METHODS, CalibrationRanges, calibrate
-from edgevision.build.calibration import CalibrationSet, collect_calibration, write_manifest
-from edgevision.build.evaluate import (
+from edgevision.compile.advise import CalibrationAdvice, advise_calibration_size
+from edgevision.compile.budget import BudgetResult, fit_budget
+from edgevision.compile.calibrate import METHODS, CalibrationRanges, calibrate
+from edgevision.compile.calibration import CalibrationSet, collect_calibration, write_manifest
+from edgevision.compile.evaluate import (
     EvalSet,
     Evaluation,
     check_max_drop,
@@ -18,12 +18,12 @@ from edgevision.build.evaluate import (
     eval_set_from_split,
     evaluate,
 )
-from edgevision.build.export import EXPORTERS, ExportCheck, check_export, export_onnx
-from edgevision.build.pipeline import BuildConfig, BuildResult, build_bundle
-from edgevision.build.quantize import TARGETS, prepare_for_quantization, quantize_for_target
-from edgevision.build.sensitivity import LayerSensitivity, SensitivityTable, analyze_sensitivity
-from edgevision.build.source import ModelSource, load_source
-from edgevision.build.trt_check import check_tensorrt_qdq
+from edgevision.compile.export import EXPORTERS, ExportCheck, check_export, export_onnx
+from edgevision.compile.pipeline import BuildConfig, BuildResult, build_bundle
+from edgevision.compile.quantize import TARGETS, prepare_for_quantization, quantize_for_target
+from edgevision.compile.sensitivity import LayerSensitivity, SensitivityTable, analyze_sensitivity
+from edgevision.compile.source import ModelSource, load_source
+from edgevision.compile.trt_check import check_tensorrt_qdq
 
 __all__ = [
     "EXPORTERS",

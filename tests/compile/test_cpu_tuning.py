@@ -6,8 +6,8 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from edgevision.build.cpu_tuning import global_pool_as_op, pad_input_channels
-from edgevision.build.quantize import quantize_for_target
+from edgevision.compile.cpu_tuning import global_pool_as_op, pad_input_channels
+from edgevision.compile.quantize import quantize_for_target
 
 
 def _run(model_or_path, x):
