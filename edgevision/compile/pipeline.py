@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from edgevision.bundle import write_bundle
 from edgevision.compile.advise import CalibrationAdvice, advise_calibration_size
 from edgevision.compile.budget import BudgetResult, fit_budget
 from edgevision.compile.budget import render_markdown as budget_markdown
@@ -47,7 +48,6 @@ from edgevision.compile.report import PLOT, plot_per_class, write_report
 from edgevision.compile.sensitivity import FILES as SENSITIVITY_FILES
 from edgevision.compile.sensitivity import SensitivityTable, analyze_sensitivity
 from edgevision.compile.source import ModelSource, is_bundle, load_source
-from edgevision.bundle import write_bundle
 from edgevision.errors import BuildError, ConfigError
 from edgevision.fileio import atomic_write_text
 from edgevision.spec import ModelSpec

@@ -10,8 +10,8 @@ import torch
 from edgevision.backends import BACKENDS
 from edgevision.backends.ort import OrtRunner
 from edgevision.backends.torch import TorchRunner
-from edgevision.compile.export import export_onnx
 from edgevision.bundle import Bundle, write_bundle
+from edgevision.compile.export import export_onnx
 from edgevision.errors import BackendError
 from edgevision.fileio import sha256_file
 from edgevision.spec import ModelSpec

@@ -7,10 +7,10 @@ import json
 import onnx
 import pytest
 
-from edgevision.compile import build_bundle, check_tensorrt_qdq
-from edgevision.compile.budget import BudgetStep, render_markdown
 from edgevision.bundle import Bundle
 from edgevision.cli.app import main
+from edgevision.compile import build_bundle, check_tensorrt_qdq
+from edgevision.compile.budget import BudgetStep, render_markdown
 from edgevision.errors import BudgetExceededError
 from tests.compile.outlier_model import NODES, make_outlier
 from tests.compile.outlier_model import build_config as _config

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from edgevision.backends.ort import OrtRunner
+from edgevision.bundle import Bundle
 from edgevision.compile import BuildConfig, build_bundle, check_tensorrt_qdq
 from edgevision.compile.evaluate import Evaluation
-from edgevision.bundle import Bundle
 from edgevision.errors import (
     BudgetExceededError,
     BuildError,

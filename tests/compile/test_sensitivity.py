@@ -9,6 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from edgevision.bundle import Bundle
 from edgevision.compile import (
     analyze_sensitivity,
     build_bundle,
@@ -18,7 +19,6 @@ from edgevision.compile import (
     prepare_for_quantization,
 )
 from edgevision.compile.sensitivity import _db, _Energy, _fake_quant, _Quantized
-from edgevision.bundle import Bundle
 from tests.compile.outlier_model import build_config as _config
 from tests.compile.outlier_model import make_outlier
 
