@@ -163,7 +163,7 @@ def write_bundle(
     interrupted build leaves any earlier bundle at ``out`` untouched.
     """
     import shutil
-    from datetime import UTC, datetime
+    from datetime import datetime, timezone
 
     from edgevision.fileio import atomic_dir
 
@@ -186,7 +186,7 @@ def write_bundle(
             "spec": spec.to_dict(),
             "artifacts": artifacts,
             "files": hashes,
-            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **fields,
         }
         atomic_write_json(tmp / MANIFEST, manifest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,9 @@ class ProfileReport:
     measurements: list[Measurement]
     deployed: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    created_at: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
 
     def find(self, key: str, batch: int | None = None) -> list[Measurement]:
         """Measurements with ``key`` (optionally at ``batch``), in report order."""

@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -341,7 +341,7 @@ def _build_or_reuse(
         trt_version=here.trt_version, gpu_name=here.gpu_name,
         compute_capability=here.compute_capability, input_name=input_name,
         strongly_typed=strongly_typed, sha256=sha256_bytes(blob), size_bytes=len(blob),
-        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(seconds, 3), timing_cache=str(tc_path), parity=None,
         **opts.settings(),
     )  # fmt: skip
