@@ -41,6 +41,10 @@ class BundleError(EdgeVisionError):
     """A bundle that is missing files, tampered with, stale or of an unknown schema."""
 
 
+class DependencyError(EdgeVisionError, ImportError):
+    """A library this machine needs is missing or broken (OpenCV, ...); also an ImportError."""
+
+
 class BackendError(EdgeVisionError):
     """A backend that is unknown, not installed on this machine, or given wrong inputs."""
 
@@ -51,6 +55,10 @@ class SourceError(EdgeVisionError):
 
 class SinkError(EdgeVisionError):
     """An output (events file, video, window) that cannot be opened or written."""
+
+
+class OutputError(EdgeVisionError):
+    """An output path that cannot be written, or that holds something edgevision does not own."""
 
 
 class ConfigError(EdgeVisionError):

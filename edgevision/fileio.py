@@ -8,9 +8,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from edgevision.errors import OutputError
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -60,8 +62,12 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp folder beside ``path``; on success it replaces ``path`` in one rename.
 
     On any exception the temp folder is removed and an existing ``path`` is left untouched.
+    An existing file (not a folder) at ``path`` is refused, never renamed away; callers that may
+    replace a folder check first that it is theirs (`check_replaceable_dir`).
     """
     path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise OutputError(f"{path} exists and is not a folder", "choose another output path")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
@@ -76,3 +82,56 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def check_output_file(path: str | os.PathLike[str], option: str = "output") -> Path:
+    """Fail now, before long work, when a file cannot be written at ``path``.
+
+    Creates missing parent folders (the write would) and probes the folder with a temp file, so
+    a folder given for a file, a read-only place or a path under ``/proc`` is one clear error.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(
+            f"{option} {path} is a folder, and a file is written there",
+            f"give the path of a file, not of a folder (e.g. {path}/NAME)",
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent, prefix=".ev-probe-"):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is read-only")
+    except OSError as exc:
+        raise OutputError(
+            f"{option} {path} cannot be written ({exc.strerror or exc})",
+            "choose a path in a folder you can write to",
+        ) from None
+    return path
+
+
+def check_replaceable_dir(
+    path: str | os.PathLike[str],
+    is_own: Callable[[Path], bool],
+    what: str,
+    force: bool = False,
+) -> Path:
+    """Refuse a folder output that would replace something that is not the tool's own.
+
+    ``path`` may be new, an empty folder, or a folder ``is_own`` recognises (e.g. an earlier
+    bundle), which is then replaced atomically. A file is always refused; a non-empty foreign
+    folder only with ``force``. ``what`` names the output in the message ("bundle").
+    """
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise OutputError(
+            f"--out {path} exists and is not a folder; a {what} is a folder",
+            f"choose a new path, e.g. {path.with_suffix('')}-{what}",
+        )
+    if not path.is_dir() or is_own(path) or not any(path.iterdir()) or force:
+        return path
+    raise OutputError(
+        f"--out {path} is a folder that is not empty and not an edgevision {what}; "
+        "it would be replaced",
+        "choose a new or empty folder (or add --force to replace this one)",
+    )

@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
         timing_cache: Path | None = typer.Option(None, help="TensorRT timing cache file."),
         engine_cache: Path | None = typer.Option(None, help="Put engines here, not in the bundle."),
         rebuild_if_stale: bool = typer.Option(False, help="Replace an engine built differently."),
+        force: bool = typer.Option(False, help="--out may replace a non-empty, non-bundle folder."),
     ) -> None:
         from edgevision.compile.source import is_bundle
         from edgevision.errors import ConfigError
@@ -103,6 +104,7 @@ def register(app: typer.Typer) -> None:
             max_float_layers=max_float_layers,
             analyze=analyze,
             advise=advise,
+            force=force,
         )
         with _log_to(console), rich_tracker(console) as track:
             result = build_bundle(config, track)

@@ -39,8 +39,11 @@ def register(app: typer.Typer) -> None:
         import time
 
         from edgevision.data.synth import contact_sheet, generate_dataset, resolve_classes
+        from edgevision.fileio import check_output_file
 
         names = resolve_classes(classes)
+        if preview:
+            check_output_file(preview, "--preview")
         start = time.perf_counter()
         path = generate_dataset(out, per_class=per_class, seed=seed, size=size, classes=names)
         took = time.perf_counter() - start

@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         threshold: str = typer.Option("10%", help="Compare: regression threshold."),
     ) -> None:
         from edgevision.errors import EdgeVisionError
+        from edgevision.fileio import check_output_file
         from edgevision.profile import parse_batch_sizes
         from edgevision.profile.budget import validate_budget
         from edgevision.profile.stats import check_percentile
@@ -57,6 +58,9 @@ def register(app: typer.Typer) -> None:
         if bundle is None:
             raise EdgeVisionError("no BUNDLE given", "edgevision profile path/to/bundle")
         # Fail before minutes of measuring, not after.
+        for path, option in ((json_out, "--json"), (plot, "--plot")):
+            if path is not None:
+                check_output_file(path, option)
         check_percentile(percentile)
         if budget_ms is not None:
             validate_budget(budget_ms, percentile)

@@ -49,7 +49,7 @@ from edgevision.compile.sensitivity import FILES as SENSITIVITY_FILES
 from edgevision.compile.sensitivity import SensitivityTable, analyze_sensitivity
 from edgevision.compile.source import ModelSource, is_bundle, load_source
 from edgevision.errors import BuildError, ConfigError
-from edgevision.fileio import atomic_write_text
+from edgevision.fileio import atomic_write_text, check_replaceable_dir
 from edgevision.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class BuildConfig:
     analyze: bool = False  # write the sensitivity table into the report
     advise: bool = True  # calibration advisor: how many images the ranges needed
     latency_iterations: int = 100  # interleaved rounds timing the budget's choices (0: skip)
+    force: bool = False  # --out may replace a non-empty folder that is not a bundle
 
     def __post_init__(self) -> None:
         for name in ("input", "out", "spec", "eval", "cache_dir"):
@@ -121,6 +122,14 @@ class BuildConfig:
             )
         if Path(self.out).resolve() == Path(self.input).resolve():
             raise ConfigError(f"--out {self.out} is the input", "write the bundle elsewhere")
+        check_out(self.out, self.force)
+
+
+def check_out(out: Path, force: bool = False) -> None:
+    """``out`` may be new, empty or an earlier bundle; anything else of the user's is refused."""
+    check_replaceable_dir(out, is_bundle, "bundle", force)
+    if force and out.is_dir() and any(out.iterdir()) and not is_bundle(out):
+        log.warning("--force: replacing the folder %s, which is not a bundle", out)
 
 
 @dataclass
@@ -157,6 +166,8 @@ def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
     timings: dict[str, float] = {}
     source = load_source(config.input, config.spec)
     warnings = list(source.notes)
+    for note in source.notes:
+        log.warning("%s", note)
     eval_set = _eval_set(config, source, warnings)
     with _torch_threads(config.threads), tempfile.TemporaryDirectory(prefix="ev-build-") as tmp:
         work = Path(tmp)
@@ -221,19 +232,27 @@ def _fp32_model(source: ModelSource, config: BuildConfig, work: Path, track: Tra
     out = work / FP32_FILE
     if source.model is not None:
         return export_onnx(source.model, source.spec, out, config.exporter, config.opset, track)
-    return normalize_onnx(source.onnx_path, out)  # type: ignore[arg-type]
+    return normalize_onnx(source.onnx_path, out, source.spec)  # type: ignore[arg-type]
 
 
-def normalize_onnx(path: Path, out: Path) -> Path:
+def normalize_onnx(path: Path, out: Path, spec: ModelSpec | None = None) -> Path:
     """Copy a user's ONNX as one file, its input/output renamed ``input``/``logits``.
 
     Unnamed nodes get stable names (``Conv_0``, …) so ``nodes_to_exclude`` can address them.
+    With ``spec``, dynamic input dims other than the batch are fixed to the spec's size, so
+    calibration, quantization and the runtime all see the shape the model is deployed at.
     """
     import onnx
 
     model = onnx.load(str(path))
     inits = {i.name for i in model.graph.initializer}
-    old_in = next(i.name for i in model.graph.input if i.name not in inits)
+    graph_input = next(i for i in model.graph.input if i.name not in inits)
+    old_in = graph_input.name
+    if spec is not None:
+        dims = graph_input.type.tensor_type.shape.dim
+        for dim, size in zip(dims[1:], spec.input_shape()[1:], strict=True):
+            if not dim.HasField("dim_value"):
+                dim.dim_value = int(size)
     renames = {old_in: INPUT_NAME, model.graph.output[0].name: OUTPUT_NAME}
     for value in [*model.graph.input, *model.graph.output]:
         value.name = renames.get(value.name, value.name)
@@ -453,6 +472,7 @@ def _write(p: _Parts, report: dict[str, Any], work: Path) -> dict[str, Any]:
     opset = next(
         o.version for o in onnx.load(str(p.fp32)).opset_import if o.domain in ("", "ai.onnx")
     )
+    check_out(p.config.out, p.config.force)  # again: the folder may have changed meanwhile
     write_bundle(
         p.config.out,
         files,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +49,21 @@ class ModelSource:
 
 
 def is_bundle(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a bundle folder (has a manifest.json)."""
+    """Whether ``path`` is a bundle folder: a manifest.json that edgevision wrote.
+
+    A folder that merely holds some other ``manifest.json`` is not one, so `build --out` never
+    takes it for its own.
+    """
     from edgevision.bundle import MANIFEST
 
-    return Path(path, MANIFEST).is_file()
+    manifest = Path(path, MANIFEST)
+    if not manifest.is_file() or manifest.is_symlink():
+        return False
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"schema_version", "spec", "files"} <= doc.keys()
 
 
 def load_source(
@@ -106,13 +118,29 @@ def _load_onnx(path: Path, spec_path: str | os.PathLike[str] | None) -> ModelSou
     outputs, shape = onnx_io(path)
     spec = ModelSpec.load(spec_path, num_outputs=outputs)
     check_input_shape(path, shape, spec)
-    return ModelSource("onnx", path, spec, onnx_path=path)
+    notes = []
+    if any(d is None for d in shape[1:]):
+        notes.append(
+            f"ONNX input of {path.name} has dynamic dims {_shape_text(shape)}: fixed to the spec's "
+            f"{_shape_text(spec.input_shape('batch'))} (input_size {spec.input_size[0]}x"
+            f"{spec.input_size[1]}), the size calibration and the runtime use"
+        )
+    return ModelSource("onnx", path, spec, onnx_path=path, notes=notes)
+
+
+def _shape_text(shape: tuple[int | str | None, ...]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def onnx_io(path: Path) -> tuple[int, tuple[int | None, ...]]:
     """The class count of an ONNX classifier's single output and its single input's shape."""
     import onnx
 
+    if path.stat().st_size == 0:
+        raise BuildError(
+            f"ONNX model {path} is empty (0 bytes)",
+            "the export or copy did not finish: export the model again",
+        )
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends

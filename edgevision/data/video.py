@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edgevision.data.render import (
@@ -42,7 +41,8 @@ from edgevision.data.render import (
     visible_box,
 )
 from edgevision.errors import DataError
-from edgevision.fileio import atomic_write_json
+from edgevision.fileio import atomic_write_json, check_output_file
+from edgevision.opencv import cv2
 
 LABELS: list[str] = [*SIGN_CLASSES, BACKGROUND]
 FOURCC = "mp4v"
@@ -261,7 +261,7 @@ def write_video(
         raise DataError(f"clip length {seconds!r} s is out of range", "use 0 < seconds <= 3600")
     cam = DashCam(seed=seed, size=size, fps=fps)
     n = max(1, round(seconds * cam.fps))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_output_file(out, "video path")
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.mp4")
     truths = []
     try:

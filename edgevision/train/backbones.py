@@ -95,22 +95,21 @@ def create_model(
 
 
 def _load_local_weights(model: torch.nn.Module, path: Path) -> None:
-    import torch
-
     if not path.is_file():
         raise EdgeVisionError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise EdgeVisionError(
-            f"cannot read weights {path}: {exc}",
-            "give a safetensors file or a plain state dict (no pickled objects)",
-        ) from None
+        except Exception as exc:
+            raise EdgeVisionError(
+                f"cannot read weights {path}: {exc}", "give a valid safetensors file"
+            ) from None
+    else:
+        from edgevision.train.checkpoint import CONVERT_HINT, safe_load
+
+        state = safe_load(path, "weights file", CONVERT_HINT)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     # The ImageNet head is replaced anyway: ignore it in the file and in the model.
     head = model.pretrained_cfg.get("classifier", "classifier")

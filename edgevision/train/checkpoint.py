@@ -76,18 +76,50 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The raw checkpoint dict, loaded with ``weights_only=True``."""
+CONVERT_HINT = (
+    'if you trust the file, convert it once to safetensors: python -c "import torch; '
+    "from safetensors.torch import save_file; "
+    "save_file(torch.load('IN.pt', weights_only=False), 'OUT.safetensors')\""
+)
+
+
+def safe_load(path: Path, what: str, fix: str) -> Any:
+    """``torch.load(weights_only=True)`` with a one-line error for a refused or broken file.
+
+    torch's own message for a pickle it refuses is ~9 lines and suggests
+    ``weights_only=False``; a file from elsewhere may run code that way, so say only that.
+    """
+    import pickle
+
     import torch
 
-    path = resolve_checkpoint(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # not a refused object: a broken file
+            raise EdgeVisionError(
+                f"{what} {path} is not a PyTorch file, or is truncated", fix
+            ) from None
         raise EdgeVisionError(
-            f"checkpoint {path} cannot be read safely: {exc}",
-            "use a checkpoint written by `edgevision train` (no pickled objects)",
+            f"{what} {path} holds pickled Python objects and is refused for safety "
+            "(loading a pickle can run code)",
+            fix,
         ) from None
+    except Exception as exc:
+        raise EdgeVisionError(f"{what} {path} cannot be read: {_first_line(exc)}", fix) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw checkpoint dict, loaded with ``weights_only=True``."""
+    path = resolve_checkpoint(path)
+    payload = safe_load(
+        path, "checkpoint", "use a checkpoint written by `edgevision train` (no pickled objects)"
+    )
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise EdgeVisionError(
             f"{path} is not an edgevision checkpoint",

@@ -22,8 +22,8 @@ import torch
 
 from edgevision.data.dataset import ImageStore, balance_table, scan_dataset
 from edgevision.data.split import Split
-from edgevision.errors import EdgeVisionError
-from edgevision.fileio import atomic_write_json
+from edgevision.errors import EdgeVisionError, OutputError
+from edgevision.fileio import atomic_write_json, check_output_file
 from edgevision.spec import ModelSpec
 from edgevision.train import distributed as dist_
 from edgevision.train.augment import Augmenter
@@ -135,6 +135,10 @@ def _train_one(config: TrainConfig, ctx: dist_.DistContext) -> TrainResult:
 def _prepare_run_dir(config: TrainConfig, ctx: dist_.DistContext) -> TrainConfig:
     """Refuse to clobber a run by accident; with --resume, take the run's own config."""
     run_dir = config.run_dir
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(
+            f"--out {run_dir} is a file; a run is a folder", f"choose e.g. --out {run_dir}-run"
+        )
     has_run = (run_dir / LAST).exists() or (run_dir / BEST).exists()
     if config.resume:
         if not (run_dir / LAST).exists():
@@ -152,7 +156,7 @@ def _prepare_run_dir(config: TrainConfig, ctx: dist_.DistContext) -> TrainConfig
         )
     dist_.barrier(ctx)  # every rank has looked before rank 0 changes anything
     if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        check_output_file(run_dir / CONFIG_JSON, "--out")  # creates the folder, probes it
         if config.overwrite:
             for name in (LAST, BEST):
                 (run_dir / name).unlink(missing_ok=True)

@@ -61,6 +61,8 @@ def test_impossible_budget_fails_and_writes_nothing(outlier, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("an earlier bundle")
+    earlier = {"schema_version": 1, "spec": {}, "artifacts": {}, "files": {}}
+    (out / "manifest.json").write_text(json.dumps(earlier))  # --out may replace a bundle only
     # Both outlier tensors must be float: one float layer can never be enough.
     config = _config(outlier, out, max_drop=0.5, max_float_layers=1, targets=("cpu",))
     with pytest.raises(BudgetExceededError) as info:
@@ -70,10 +72,10 @@ def test_impossible_budget_fails_and_writes_nothing(outlier, tmp_path):
     assert "Plain INT8: int8-cpu drops 66.67 points" in message and "best found" in message
     assert "--max-float-layers" in info.value.fix
     assert info.value.result.met is False and info.value.result.searched == 1
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "manifest.json"]
     with pytest.raises(BudgetExceededError, match="int8-cpu drops 66.67 points"):
         build_bundle(_config(outlier, out, max_drop=0.5, search_float=False, targets=("cpu",)))
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "manifest.json"]
 
 
 def test_within_budget_plain_int8_is_kept(outlier, tmp_path):

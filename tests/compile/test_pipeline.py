@@ -14,6 +14,7 @@ from edgevision.errors import (
     BudgetExceededError,
     BuildError,
     ConfigError,
+    OutputError,
     RegistryError,
     SpecError,
 )
@@ -113,8 +114,12 @@ def test_max_drop_failure_writes_nothing(fp32_onnx, spec_file, data_dir, tmp_pat
     import edgevision.compile.pipeline as pipeline
 
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("an earlier bundle")
+    config = _onnx_config(fp32_onnx, spec_file, data_dir, tmp_path, max_drop=0.5)
+    build_bundle(
+        replace(config, max_drop=None)
+    )  # an earlier bundle; without the gate it is written
+    assert Bundle.open(out).artifacts
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def bad_evaluate(models, eval_set, spec, *args, **kwargs):
         y = np.array([0, 1, 2, 0])
@@ -122,12 +127,9 @@ def test_max_drop_failure_writes_nothing(fp32_onnx, spec_file, data_dir, tmp_pat
         return Evaluation(spec.labels, eval_set.source, y, wrong)
 
     monkeypatch.setattr(pipeline, "evaluate", bad_evaluate)
-    config = _onnx_config(fp32_onnx, spec_file, data_dir, tmp_path, max_drop=0.5)
     with pytest.raises(BudgetExceededError, match="int8-cpu drops 100.00 points"):
         build_bundle(config)
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    build_bundle(replace(config, max_drop=None))  # without the gate the same build is written
-    assert Bundle.open(out).artifacts
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_without_a_labelled_set(fp32_onnx, spec_file, data_dir, tmp_path):
@@ -154,3 +156,65 @@ def test_bad_options_fail_before_work(built, run_dir, tmp_path):
             build_bundle(BuildConfig(input=run_dir, out=tmp_path / "x", **{field: value}))
     with pytest.raises(BuildError, match="does not exist"):
         build_bundle(BuildConfig(input=tmp_path / "nothing", out=tmp_path / "x"))
+
+
+def test_out_never_replaces_what_is_not_a_bundle(fp32_onnx, spec_file, data_dir, tmp_path):
+    precious = tmp_path / "thesis"
+    (precious / "chapters").mkdir(parents=True)
+    (precious / "chapters" / "one.tex").write_text("years of work")
+    afile = tmp_path / "f.onnx"
+    afile.write_bytes(b"not mine")
+    foreign = tmp_path / "other"
+    foreign.mkdir()
+    (foreign / "manifest.json").write_text('{"name": "some web app"}')
+    for out, message in ((precious, "not empty"), (afile, "not a folder"), (foreign, "not empty")):
+        with pytest.raises(OutputError, match=message):
+            build_bundle(_onnx_config(fp32_onnx, spec_file, data_dir, tmp_path, out=out))
+    assert (precious / "chapters" / "one.tex").read_text() == "years of work"
+    assert afile.read_bytes() == b"not mine"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_out_replaces_an_earlier_bundle_or_fills_an_empty_folder(
+    fp32_onnx, spec_file, data_dir, tmp_path
+):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = _onnx_config(fp32_onnx, spec_file, data_dir, tmp_path, out=empty, eval=None)
+    first = build_bundle(config)
+    assert Bundle.open(first.out).artifacts
+    again = build_bundle(config)  # an earlier bundle is the tool's own: replaced atomically
+    assert Bundle.open(again.out).artifacts
+
+
+def test_force_replaces_a_foreign_folder(fp32_onnx, spec_file, data_dir, tmp_path):
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("old")
+    config = _onnx_config(fp32_onnx, spec_file, data_dir, tmp_path, out=folder, eval=None)
+    build_bundle(replace(config, force=True))
+    assert not (folder / "notes.txt").exists() and (folder / "manifest.json").is_file()
+
+
+def test_an_empty_onnx_file_says_so(spec_file, data_dir, tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(BuildError, match=r"is empty \(0 bytes\)") as info:
+        build_bundle(_onnx_config(empty, spec_file, data_dir, tmp_path))
+    assert "opset" not in str(info.value)
+
+
+def test_dynamic_height_and_width_are_fixed_to_the_spec(spec_file, data_dir, tmp_path):
+    import onnx
+
+    from tests.helpers import tiny_classifier_onnx
+
+    dynamic = tiny_classifier_onnx(tmp_path / "dyn.onnx", size=("height", "width"))
+    config = _onnx_config(dynamic, spec_file, data_dir, tmp_path, eval=None)
+    result = build_bundle(config)
+    assert any("dynamic dims [?, 3, ?, ?]: fixed to the spec's" in w for w in result.warnings)
+    bundle = Bundle.open(result.out)
+    for art in bundle.artifacts.values():
+        model = onnx.load(str(bundle.path(art.file)))
+        dims = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
+        assert dims == ["batch", 3, 32, 32], (art.name, dims)

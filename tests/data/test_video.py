@@ -126,3 +126,16 @@ def test_video_module_needs_only_numpy_and_opencv():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_video_to_an_unwritable_place_is_one_clear_error(tmp_path):
+    import pytest
+
+    from edgevision.data.video import write_video
+    from edgevision.errors import OutputError
+
+    (tmp_path / "clip.mp4").mkdir()
+    with pytest.raises(OutputError, match="is a folder"):
+        write_video(tmp_path / "clip.mp4", seconds=0.2)
+    with pytest.raises(OutputError, match="cannot be written"):
+        write_video("/proc/x/clip.mp4", seconds=0.2)

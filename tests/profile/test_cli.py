@@ -103,3 +103,17 @@ def test_seconds_mode(bundle, tmp_path):
     assert run(["profile", bundle, "--seconds", "0.2", "--warmup", "0", "--json", out]) == 0
     data = json.loads(out.read_text())
     assert data["settings"]["seconds"] == 0.2 and data["settings"]["rounds"] >= 1
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_bad_output_paths_fail_before_measuring(bundle, tmp_path, capsys, monkeypatch, option):
+    import edgevision.profile as profile
+
+    def never(*_a, **_k):
+        raise AssertionError("measured although the output path was bad")
+
+    monkeypatch.setattr(profile, "profile_models", never)
+    for path, message in ((tmp_path, "is a folder"), ("/proc/x/y.out", "cannot be written")):
+        assert run(["profile", bundle, *FAST, option, path]) == 2
+        err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+        assert message in err and option in err and "Traceback" not in err

@@ -31,7 +31,11 @@ class Evil:
 def test_rejects_pickles_and_missing(tmp_path):
     # Any non-allowlisted object would need unpickling arbitrary code.
     torch.save({"format": "edgevision-checkpoint", "obj": Evil()}, tmp_path / "e.pt")
-    with pytest.raises(EdgeVisionError, match="cannot be read safely"):
+    with pytest.raises(EdgeVisionError, match="pickled Python objects and is refused") as info:
         load_checkpoint(tmp_path / "e.pt")
+    assert "\n" not in info.value.message and "weights_only=False" not in str(info.value)
+    (tmp_path / "junk.pt").write_bytes(b"garbage")
+    with pytest.raises(EdgeVisionError, match="not a PyTorch file, or is truncated"):
+        load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(EdgeVisionError, match="does not exist"):
         load_checkpoint(tmp_path / "nope")

@@ -164,8 +164,17 @@ def test_local_weights_file(tiny_config, tmp_path):
     result = train(tiny_config(weights=str(tmp_path / "w.pt"), freeze="head", epochs=1))
     assert torch.equal(result.model.conv_stem.weight, source.conv_stem.weight)  # frozen, loaded
     (tmp_path / "bad.pt").write_bytes(b"garbage")
-    with pytest.raises(EdgeVisionError, match="cannot read weights"):
+    with pytest.raises(EdgeVisionError, match="not a PyTorch file"):
         train(tiny_config(weights=str(tmp_path / "bad.pt"), out=str(tmp_path / "r2")))
+    torch.save({"conv_stem.weight": source.conv_stem.weight, "x": _Foreign()}, tmp_path / "p.pt")
+    with pytest.raises(EdgeVisionError, match="refused for safety") as info:
+        train(tiny_config(weights=str(tmp_path / "p.pt"), out=str(tmp_path / "r3")))
+    assert "\n" not in info.value.message and "to safetensors" in info.value.fix
+    assert not (tmp_path / "r3" / "checkpoint_last.pt").exists()
+
+
+class _Foreign:
+    """A class outside torch's allowlist: its pickle is refused by weights_only loading."""
 
 
 def test_ema_weights_are_the_ones_kept(tiny_config):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
-
 from edgevision.errors import SinkError
+from edgevision.fileio import check_output_file
+from edgevision.opencv import cv2
 from edgevision.runtime.frame import Result
 from edgevision.runtime.sinks.base import Sink, StreamInfo
 from edgevision.runtime.sinks.draw import RateMeter, annotate
@@ -43,10 +43,7 @@ class VideoSink(Sink):
             raise SinkError(
                 f"video path {self.path} has no video extension", "use e.g. --video out.mp4"
             )
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SinkError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+        check_output_file(self.path, "--video")
         self.fps = self.fps or info.fps or DEFAULT_FPS
 
     def _start(self, width: int, height: int) -> None:
