@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
 from edgevision.errors import DataError
+from edgevision.opencv import cv2
 from edgevision.spec import ModelSpec
 
 _INTERP = {

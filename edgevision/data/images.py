@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgevision.errors import CorruptImageError, DataError
+from edgevision.opencv import cv2
 
 _MAGIC = (b"\xff\xd8", b"\x89PNG")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

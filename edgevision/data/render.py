@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from edgevision.errors import DataError
+from edgevision.opencv import cv2
 
 SIGN_CLASSES: tuple[str, ...] = (
     "speed_limit_30",

@@ -22,7 +22,6 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgevision.data.images import read_image
@@ -44,6 +43,7 @@ from edgevision.data.render import (
 )
 from edgevision.errors import DataError
 from edgevision.fileio import atomic_dir, atomic_write_bytes, atomic_write_json
+from edgevision.opencv import cv2
 
 CLASSES: list[str] = [*SIGN_CLASSES, BACKGROUND]
 META_FILE = "synth.json"

@@ -15,9 +15,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from edgevision.opencv import cv2
 from edgevision.registry import Registry
 
 Op = Callable[[np.ndarray, np.random.Generator], np.ndarray]

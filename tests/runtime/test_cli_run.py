@@ -163,41 +163,46 @@ def test_sigterm_flushes_and_closes_every_sink(bundle, tmp_path):
     assert "SIGTERM received" in err and "stopped" in out
 
 
+def base_requirements(extras: tuple[str, ...] = ()) -> list[str]:
+    """Distribution names the installed edgevision requires, plus those of ``extras``."""
+    names = []
+    for req in importlib.metadata.requires("edgevision") or []:
+        name, _, marker = req.partition(";")
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", marker)
+        if extra is None or extra.group(1) in extras:
+            names.append(re.split(r"[\s<>=!~\[]", name.strip(), maxsplit=1)[0])
+    return names
+
+
 @pytest.mark.slow
 def test_runs_in_a_bare_venv_without_torch(bundle, clip, tmp_path):
-    """Only the base package and its five dependencies: `edgevision run` works, torch is absent."""
+    """The base package alone (no OpenCV: a Jetson brings its own) says so in one line; with the
+    `opencv` extra `edgevision run` works; torch never arrives."""
     venv = tmp_path / "venv"
     # No pip inside: this interpreter's pip installs into it (--python), without byte-compiling;
     # the same versions as here, so pip takes them from its cache.
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = str(venv / "bin" / "python")
-    pins = [
-        f"{name}=={importlib.metadata.version(name)}"
-        for name in ("numpy", "opencv-python-headless", "onnxruntime", "typer", "rich")
-    ]
+    base, opencv = base_requirements(), base_requirements(extras=("opencv",))
+    assert "torch" not in opencv and not any(name.startswith("opencv") for name in base)
+    assert set(opencv) - set(base) == {"opencv-python-headless"}
     pip = [sys.executable, "-m", "pip", "--python", py, "install", "--quiet", "--no-compile"]
     subprocess.run([*pip, "--no-deps", "-e", str(REPO)], check=True, capture_output=True)
-    subprocess.run([*pip, *pins], check=True, capture_output=True)
+    pins = {name: f"{name}=={importlib.metadata.version(name)}" for name in opencv}
+    subprocess.run([*pip, *(pins[name] for name in base)], check=True, capture_output=True)
+    events = tmp_path / "bare.jsonl"
+    args = [bundle, "--source", clip, "--events", events, "--threads", "1", "--quiet"]
+    cmd = [str(venv / "bin" / "edgevision"), "run", *map(str, args)]
+    env = {**os.environ, "COLUMNS": "400"}
+    no_cv2 = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert no_cv2.returncode == 2, no_cv2.stderr
+    assert no_cv2.stderr.startswith(
+        "error: OpenCV (cv2) cannot be imported: No module named 'cv2'\n"
+        "fix: `pip install 'edgevision[opencv]'`"
+    ), no_cv2.stderr
+    subprocess.run([*pip, pins["opencv-python-headless"]], check=True, capture_output=True)
     no_torch = subprocess.run([py, "-c", "import torch"], capture_output=True, text=True)
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
-    events = tmp_path / "bare.jsonl"
-    run = subprocess.run(
-        [
-            str(venv / "bin" / "edgevision"),
-            "run",
-            str(bundle),
-            "--source",
-            str(clip),
-            "--events",
-            str(events),
-            "--threads",
-            "1",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert len(events.read_text().splitlines()) == 12

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edgevision.errors import RegistryError, SourceError
+from edgevision.opencv import describe_opencv
 from edgevision.runtime.sources import (
     CorruptFrame,
     EndOfSource,
@@ -137,6 +138,11 @@ def test_gstreamer_sources_say_gstreamer_is_missing(uri):
     with pytest.raises(SourceError, match="built without GStreamer") as info:
         open_source(uri)
     assert "GStreamer" in info.value.fix
+    wheel = describe_opencv().wheel
+    if wheel is not None:  # PyPI's wheel (as here): named as what shadows the system OpenCV
+        assert f"PyPI's {wheel} wheel" in info.value.message and "shadows" in info.value.message
+        assert f"`pip uninstall {wheel}" in info.value.fix
+        assert "--system-site-packages" in info.value.fix
 
 
 def test_gst_pipeline_must_end_in_appsink():

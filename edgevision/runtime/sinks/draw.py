@@ -5,9 +5,9 @@ from __future__ import annotations
 import collections
 import time
 
-import cv2
 import numpy as np
 
+from edgevision.opencv import cv2
 from edgevision.runtime.frame import Result
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-import cv2
-
 from edgevision.errors import SinkError
+from edgevision.opencv import cv2
 from edgevision.runtime.frame import Result
 from edgevision.runtime.sinks.base import Sink, StreamInfo
 from edgevision.runtime.sinks.draw import RateMeter, annotate

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 
 from edgevision.errors import SourceError
+from edgevision.opencv import cv2, gstreamer_missing_error, parse_build_information
 from edgevision.runtime.sources.base import (
     EndOfSource,
     Source,
@@ -34,28 +34,26 @@ def opencv_video_io() -> dict[str, bool]:
 
     Keys are lower-case names as OpenCV prints them ("ffmpeg", "gstreamer", "v4l/v4l2", ...).
     """
-    info = cv2.getBuildInformation()
-    start = info.find("Video I/O:")
-    found: dict[str, bool] = {}
-    if start < 0:
-        return found
-    for line in info[start:].splitlines()[1:]:
-        if line.strip() and not line.startswith("    "):
-            break  # the next top-level section
-        name, sep, value = line.partition(":")
-        if sep and line.startswith("    ") and not line.startswith("      "):
-            found[name.strip().lower()] = value.strip().upper().startswith("YES")
-    return found
+    return parse_build_information(cv2.getBuildInformation())["video_io"]
 
 
 def require_video_io(feature: str, uri: str, fix: str) -> None:
     """Raise `SourceError` when this OpenCV lacks the video I/O backend ``feature``."""
-    if not opencv_video_io().get(feature.lower(), False):
+    if feature.lower() == "gstreamer":
+        require_gstreamer(uri)
+    elif not opencv_video_io().get(feature.lower(), False):
         raise SourceError(
             f"cannot open {uri}: this OpenCV ({cv2.__version__}) was built without "
             f"{feature} (cv2.getBuildInformation() says {feature}: NO)",
             fix,
         )
+
+
+def require_gstreamer(uri: str) -> None:
+    """Raise `SourceError` when this OpenCV lacks GStreamer, naming a PyPI wheel that shadows
+    the system OpenCV (JetPack's has GStreamer) and how to switch."""
+    if not opencv_video_io().get("gstreamer", False):
+        raise gstreamer_missing_error(uri)
 
 
 @contextlib.contextmanager
@@ -261,12 +259,6 @@ def csi_pipeline(
     )
 
 
-_GST_FIX = (
-    "on a Jetson use the OpenCV that JetPack ships (built with GStreamer), not the pip wheel "
-    "(`pip uninstall opencv-python-headless`); elsewhere build OpenCV with -DWITH_GSTREAMER=ON"
-)
-
-
 class CsiSource(CvSource):
     """A Jetson CSI camera, ``csi://0?width=1280&height=720&fps=30&flip=0`` (needs GStreamer)."""
 
@@ -301,7 +293,7 @@ class CsiSource(CvSource):
 
     def capture_args(self) -> tuple[Any, int, list[int]]:
         pipeline = self.pipeline()
-        require_video_io("GStreamer", self.uri, _GST_FIX)
+        require_gstreamer(self.uri)
         return pipeline, cv2.CAP_GSTREAMER, []
 
     def unopened_error(self) -> SourceError:
@@ -363,7 +355,7 @@ class GstSource(CvSource):
                 f"the GStreamer pipeline {self.pipeline!r} does not end in appsink",
                 "end it with '! videoconvert ! video/x-raw,format=BGR ! appsink'",
             )
-        require_video_io("GStreamer", self.uri, _GST_FIX)
+        require_gstreamer(self.uri)
         return self.pipeline, cv2.CAP_GSTREAMER, []
 
     def unopened_error(self) -> SourceError:
@@ -381,6 +373,7 @@ __all__ = [
     "VideoFileSource",
     "csi_pipeline",
     "opencv_video_io",
+    "require_gstreamer",
     "require_video_io",
     "v4l2_index",
 ]
