@@ -135,3 +135,62 @@ def check_replaceable_dir(
         "it would be replaced",
         "choose a new or empty folder (or add --force to replace this one)",
     )
+
+
+STALE_AFTER_S = 24 * 3600
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str = "ev-build-") -> Iterator[Path]:
+    """A private temp folder for one long job, removed even when the job is killed politely.
+
+    SIGTERM is turned into `KeyboardInterrupt` while it runs (in the main thread), so the folder
+    is removed on SIGTERM and Ctrl-C alike; libraries' own temp files (ONNX Runtime's quantizer)
+    land inside it. Folders of this ``prefix`` that a ``kill -9`` left behind for over a day
+    are removed first.
+    """
+    remove_stale_scratch(prefix)
+    with _terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        before = tempfile.tempdir
+        tempfile.tempdir = tmp
+        try:
+            yield Path(tmp)
+        finally:
+            tempfile.tempdir = before
+
+
+def remove_stale_scratch(prefix: str, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove this tool's ``prefix*`` folders in the system temp dir older than ``older_than_s``."""
+    import time
+
+    removed = []
+    now = time.time()
+    for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        try:
+            stale = path.is_dir() and not path.is_symlink()
+            stale = stale and now - path.stat().st_mtime > older_than_s
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from edgevision.compile.sensitivity import FILES as SENSITIVITY_FILES
 from edgevision.compile.sensitivity import SensitivityTable, analyze_sensitivity
 from edgevision.compile.source import ModelSource, is_bundle, load_source
 from edgevision.errors import BuildError, ConfigError
-from edgevision.fileio import atomic_write_text, check_replaceable_dir
+from edgevision.fileio import atomic_write_text, check_replaceable_dir, scratch_dir
 from edgevision.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -169,8 +168,7 @@ def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
     for note in source.notes:
         log.warning("%s", note)
     eval_set = _eval_set(config, source, warnings)
-    with _torch_threads(config.threads), tempfile.TemporaryDirectory(prefix="ev-build-") as tmp:
-        work = Path(tmp)
+    with _torch_threads(config.threads), scratch_dir("ev-build-") as work:
         # The calibration set first: a bad --calib fails before a slow export.
         with _timed(timings, "calibration_set"):
             calib = collect_calibration(

@@ -82,3 +82,54 @@ def test_build_errors_exit_2_without_traceback(run_dir, built, tmp_path, capsys)
     assert code == 2 and "already a bundle" in err and "--target tensorrt" in err
     code, _, err = _run(["build", str(run_dir), "--target", "tensorrt"], capsys)
     assert code == 2 and "is not one" in err
+
+
+def test_out_that_is_a_file_or_a_foreign_folder_is_refused(run_dir, tmp_path, capsys):
+    (tmp_path / "f.onnx").write_bytes(b"mine")
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "ch1.tex").write_text("mine")
+    for out, message in (("f.onnx", "is not a folder"), ("thesis", "not an edgevision bundle")):
+        code, _, err = _run(["build", str(run_dir), "--out", str(tmp_path / out)], capsys)
+        assert code == 2 and message in " ".join(err.split()) and "Traceback" not in err
+    assert (tmp_path / "f.onnx").read_bytes() == b"mine"
+    assert (tmp_path / "thesis" / "ch1.tex").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.onnx", "thesis"]
+
+
+@pytest.mark.slow
+def test_sigterm_during_build_leaves_no_temp_folder(spec, data_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import tiny_classifier_onnx
+
+    model = tiny_classifier_onnx(tmp_path / "m.onnx", size=spec.input_size)
+    spec_file = spec.save(tmp_path / "spec.json")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    argv = [
+        "build", str(model), "--spec", str(spec_file), "--out", str(tmp_path / "b"),
+        "--calib", str(data_dir), "--calib-size", "16", "--targets", "cpu", "--no-advise",
+    ]  # fmt: skip
+    # Calibration is made to hang, so the signal always lands mid-build.
+    code = (
+        "import sys, time\n"
+        "import edgevision.compile.pipeline as p\n"
+        "p.calibrate = lambda *a, **k: time.sleep(120)\n"
+        "from edgevision.cli.app import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    env = os.environ | {"TMPDIR": str(temp)}
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(temp.glob("ev-build-*/model.fp32.onnx")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(temp.glob("ev-build-*")), "the build never started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (1, 130) and b"Traceback" not in err  # click: Aborted!, or ours
+    left = [p.name for p in temp.iterdir() if p.name != ".ses"]  # ORT's import writes .ses
+    assert left == [] and not (tmp_path / "b").exists()
