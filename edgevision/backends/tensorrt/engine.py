@@ -3,11 +3,16 @@
 INT8 is explicit quantization: TensorRT reads the scales from the Q/DQ nodes of
 ``model.int8.trt.onnx`` (no calibrator: deprecated in TensorRT 10.1, removed in 11).
 
-* TensorRT 10: a weakly typed network with ``BuilderFlag.INT8`` (plus ``BuilderFlag.FP16`` for
-  the layers left in float when ``fp16_fallback``); ``precision="fp16"`` sets ``FP16`` on the
-  FP32 model.
-* TensorRT 11: every network is strongly typed and the precision flags are gone; the types in
-  the ONNX decide. ``fp16`` and ``fp16_fallback`` are refused with the way out.
+* TensorRT 10.3 .. 10.11 (JetPack 6 has 10.3): a weakly typed network with ``BuilderFlag.INT8``
+  (plus ``BuilderFlag.FP16`` for the layers left in float when ``fp16_fallback``);
+  ``precision="fp16"`` sets ``FP16`` on the FP32 model.
+* TensorRT >= 10.12 and 11: a strongly typed network (10.12 deprecated the precision flags,
+  11 removed them; NVIDIA's explicit-quantization guide says to use strong typing), so the
+  types in the ONNX decide. FP16 (``precision="fp16"``, or ``fp16_fallback`` for the float
+  layers of the Q/DQ model) comes from converting the ONNX with ModelOpt AutoCast first
+  (`autocast.fp16_onnx`), keeping float32 inputs and outputs.
+* DLA (``dla_core``): a fixed batch (min = opt = max) and INT8 or FP16 only, as NVIDIA's DLA
+  restrictions say; anything else would be an engine labelled ``dla0`` running on the GPU.
 
 Engines are written atomically beside the bundle (or into the engine cache folder when the
 bundle folder is read-only) and recorded with what they were built for; see `staleness`.
@@ -50,7 +55,7 @@ from edgevision.backends.tensorrt.staleness import (
     settings_differences,
     write_sidecar,
 )
-from edgevision.backends.tensorrt.trt_api import import_tensorrt, trt_logger, trt_major
+from edgevision.backends.tensorrt.trt_api import import_tensorrt, strongly_typed, trt_logger
 from edgevision.errors import BackendError, BuildError, DataError
 from edgevision.fileio import atomic_write_bytes, sha256_bytes, sha256_file
 
@@ -106,16 +111,24 @@ class BuildOptions:
                 f"fp16_fallback applies to precision int8, not {self.precision}",
                 "drop fp16_fallback, or use precision='fp16' for an FP16 engine",
             )
+        if self.dla_core is not None:
+            self._check_dla()
 
-    def check_for(self, major: int) -> None:
-        """Refuse what this TensorRT major version cannot do."""
-        if major >= 11 and (self.precision == "fp16" or self.fp16_fallback):
-            what = "precision='fp16'" if self.precision == "fp16" else "fp16_fallback"
+    def _check_dla(self) -> None:
+        # NVIDIA's DLA restrictions: no dynamic dimensions (the profile's min, opt and max
+        # must be equal) and FP16/INT8 compute only. With GPU_FALLBACK set, TensorRT would
+        # otherwise quietly put the network on the GPU.
+        if not (self.min_batch == self.opt_batch == self.max_batch):
             raise BuildError(
-                f"{what} needs BuilderFlag.FP16, which TensorRT 11 removed: networks are "
-                "strongly typed and the ONNX types decide the precision",
-                "build precision='int8' (Q/DQ) or 'fp32'; for FP16, convert the ONNX with "
-                "ModelOpt AutoCast first, or use TensorRT 10",
+                f"DLA core {self.dla_core} needs a fixed batch, but the profile is "
+                f"min={self.min_batch} opt={self.opt_batch} max={self.max_batch}",
+                f"give min_batch = opt_batch = max_batch (e.g. all {self.opt_batch}; CLI: "
+                f"--max-batch {self.opt_batch}), or leave dla_core unset to build for the GPU",
+            )
+        if self.precision == "fp32":
+            raise BuildError(
+                f"DLA core {self.dla_core} runs FP16 and INT8 only, not precision fp32",
+                "use precision='int8' or 'fp16', or leave dla_core unset to build for the GPU",
             )
 
     @property
@@ -130,14 +143,18 @@ class BuildOptions:
 
 
 def current_environment(trt: Any, memory: CudaMemory) -> Environment:
-    """TensorRT version, GPU name and compute capability of this machine."""
+    """TensorRT version, GPU name, compute capability, multiprocessor count and memory size of
+    this machine."""
     if memory.device_count() < 1:
         raise BackendError(
             f"no CUDA device is visible to {memory.name}",
             "TensorRT engines are built and run on an NVIDIA GPU; check nvidia-smi / tegrastats",
         )
     info = memory.device_info(0)
-    return Environment(str(trt.__version__), info.name, info.compute_capability)
+    return Environment(
+        str(trt.__version__), info.name, info.compute_capability, info.multiprocessors,
+        info.memory_gib,
+    )  # fmt: skip
 
 
 # -- the public entry points ----------------------------------------------------------------
@@ -178,7 +195,6 @@ def build_engine(
     bundle = Bundle.open(bundle_path)
     art = bundle.artifact(PRECISION_ARTIFACT[precision])
     trt = import_tensorrt()
-    opts.check_for(trt_major(trt))
     memory = open_memory()
     try:
         with memory.in_context():
@@ -234,11 +250,12 @@ def select_engine(
             return record
         problems[record] = diffs or [problem]
     if rebuild_if_stale:
-        return _rebuild_like(bundle, candidates[0], engine_cache, trt_major(trt))
+        return _rebuild_like(bundle, candidates[0], engine_cache)
     lines = "\n".join(f"  - {describe(r)}: " + "; ".join(ps) for r, ps in problems.items())
     raise StaleEngineError(
         f"bundle {bundle.root} has no usable TensorRT {precision} engine for this machine "
-        f"(TensorRT {here.trt_version}, {here.gpu_name} sm {here.compute_capability}):\n{lines}",
+        f"(TensorRT {here.trt_version}, {here.gpu_name} with {here.multiprocessors} SMs and "
+        f"{here.memory_gib} GiB, sm {here.compute_capability}):\n{lines}",
         BUILD_FIX.format(bundle=bundle.root) + " (or pass rebuild_if_stale=True)",
     )
 
@@ -310,14 +327,12 @@ def _build_or_reuse(
     here = current_environment(trt, memory)
     onnx_path = bundle.path(onnx_file)
     onnx_sha = sha256_file(onnx_path)
-    name = engine_file_name(
-        onnx_file, here.trt_version, here.gpu_name, here.compute_capability, opts.precision,
-        onnx_sha, opts.dla_core,
-    )  # fmt: skip
+    name = engine_file_name(onnx_file, here, opts.precision, onnx_sha, opts.dla_core)
     cache_dir = resolve_engine_cache(engine_cache)
     existing = _existing_record(bundle, cache_dir, engine_cache, onnx_file, name)
     if existing is not None:
-        problems = settings_differences(existing, opts.settings())
+        problems = identity_differences(existing, here, onnx_sha)
+        problems += settings_differences(existing, opts.settings())
         problem = file_problem(existing)
         problems += [problem] if problem else []
         if not problems:
@@ -328,18 +343,15 @@ def _build_or_reuse(
                 f"engine {existing.path} already exists but " + "; ".join(problems),
                 "pass rebuild_if_stale=True to rebuild and replace it",
             )
-    tc_path = (
-        Path(timing_cache)
-        if timing_cache
-        else cache_dir / timing_cache_name(here.trt_version, here.gpu_name, here.compute_capability)
-    )
+    tc_path = Path(timing_cache) if timing_cache else cache_dir / timing_cache_name(here)
     start = time.perf_counter()
     blob, input_name, strongly_typed = _build_serialized(trt, onnx_path, bundle.spec, opts, tc_path)
     seconds = time.perf_counter() - start
     fields = dict(
         artifact=artifact, onnx_file=onnx_file, onnx_sha256=onnx_sha, precision=opts.precision,
         trt_version=here.trt_version, gpu_name=here.gpu_name,
-        compute_capability=here.compute_capability, input_name=input_name,
+        compute_capability=here.compute_capability, multiprocessors=here.multiprocessors,
+        memory_gib=here.memory_gib, input_name=input_name,
         strongly_typed=strongly_typed, sha256=sha256_bytes(blob), size_bytes=len(blob),
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(seconds, 3), timing_cache=str(tc_path), parity=None,
@@ -354,16 +366,19 @@ def _build_serialized(
     logger = trt_logger(trt)
     logger.captured.messages.clear()
     builder = trt.Builder(logger)
-    flags, strongly_typed = _network_flags(trt)
+    flags, typed = _network_flags(trt)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    _parse(trt, parser, onnx_path)
+    _parse(trt, parser, onnx_path, _model_bytes(onnx_path, opts, typed))
     input_name = _checked_input(network, spec, opts)
     config = builder.create_builder_config()
-    if not strongly_typed:
+    if not typed:
         _set_precision_flags(trt, config, opts)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, opts.workspace_mb << 20)
     config.builder_optimization_level = opts.opt_level
+    # Layer names, precisions and tactics for the engine inspector (how to confirm on the
+    # device that INT8 kernels, or DLA, were chosen); costs nothing at inference.
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     _add_profile(builder, config, input_name, spec, opts)
     _use_dla(trt, builder, config, opts)
     _load_timing_cache(config, timing_cache)
@@ -376,18 +391,30 @@ def _build_serialized(
             "raise workspace_mb, lower max_batch, or check the model's operators",
         )
     _save_timing_cache(config, timing_cache)
-    return bytes(memoryview(serialized)), input_name, strongly_typed
+    return bytes(memoryview(serialized)), input_name, typed
 
 
 def _network_flags(trt: Any) -> tuple[int, bool]:
     """(create_network flags, strongly typed?)."""
-    if trt_major(trt) >= 11:
-        # Always strongly typed in 11; the flag is kept for compatibility (and ignored).
+    if strongly_typed(trt):
+        # 10.12+: STRONGLY_TYPED; 11 is always strongly typed and keeps the flag for
+        # compatibility (it may be gone in a later release).
         flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
         return (0 if flag is None else 1 << int(flag)), True
-    # TensorRT 10: networks are always explicit batch (EXPLICIT_BATCH is deprecated and
-    # ignored), and weakly typed, so precision comes from the builder flags below.
+    # TensorRT 10.3..10.11: networks are always explicit batch (EXPLICIT_BATCH is deprecated
+    # and ignored), and weakly typed, so precision comes from the builder flags below.
     return 0, False
+
+
+def _model_bytes(onnx_path: Path, opts: BuildOptions, typed: bool) -> bytes:
+    """The ONNX the parser reads: as it is, or converted to FP16 compute for a strongly typed
+    build that asks for FP16 (no builder flag can do it there)."""
+    if typed and (opts.precision == "fp16" or opts.fp16_fallback):
+        from edgevision.backends.tensorrt.autocast import fp16_onnx
+
+        return fp16_onnx(onnx_path, "precision='fp16'" if opts.precision == "fp16" else
+                         "fp16_fallback")  # fmt: skip
+    return onnx_path.read_bytes()
 
 
 def _set_precision_flags(trt: Any, config: Any, opts: BuildOptions) -> None:
@@ -399,8 +426,8 @@ def _set_precision_flags(trt: Any, config: Any, opts: BuildOptions) -> None:
         config.set_flag(trt.BuilderFlag.FP16)
 
 
-def _parse(trt: Any, parser: Any, onnx_path: Path) -> None:
-    if parser.parse(onnx_path.read_bytes()):
+def _parse(trt: Any, parser: Any, onnx_path: Path, model: bytes) -> None:
+    if parser.parse(model):
         return
     errors = [_parser_error_line(parser.get_error(i)) for i in range(parser.num_errors)]
     listed = "\n".join(f"  - {e}" for e in errors) or "  - (the parser reported no details)"
@@ -485,8 +512,13 @@ def _load_timing_cache(config: Any, path: Path) -> None:
             data = path.read_bytes()
         except OSError as exc:
             _LOG.warning("timing cache %s unreadable (%s); starting an empty one", path, exc)
-    cache = config.create_timing_cache(data)
-    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+    try:
+        cache = config.create_timing_cache(data)
+        fits = cache is not None and config.set_timing_cache(cache, ignore_mismatch=False)
+    except Exception as exc:  # a corrupt file: TensorRT's bindings may raise rather than fail
+        _LOG.debug("timing cache %s refused: %s", path, exc)
+        fits = False
+    if not fits:
         _LOG.warning("timing cache %s does not fit this build; starting an empty one", path)
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
@@ -570,9 +602,7 @@ def _artifact_for(precision: str, artifact: str | None) -> str:
     return wanted
 
 
-def _rebuild_like(
-    bundle: Bundle, record: EngineRecord, engine_cache: Any, major: int
-) -> EngineRecord:
+def _rebuild_like(bundle: Bundle, record: EngineRecord, engine_cache: Any) -> EngineRecord:
     _LOG.warning("rebuilding stale TensorRT engine %s for this machine", record.file)
     dla = None if record.device == "gpu" else int(record.device.removeprefix("dla"))
     return build_engine(
@@ -583,7 +613,7 @@ def _rebuild_like(
         opt_batch=record.opt_batch,
         max_batch=record.max_batch,
         dla_core=dla,
-        fp16_fallback=record.fp16_fallback and major < 11,
+        fp16_fallback=record.fp16_fallback,
         opt_level=record.opt_level,
         engine_cache=engine_cache,
         rebuild_if_stale=True,

@@ -141,7 +141,7 @@ class TrtRunner(Runner):
         for n in inputs:
             self._set_shape(n, ranges[n][1])
         for n in names:
-            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(n)))
+            dtype = _numpy_dtype(trt, engine, n)
             shape = tuple(int(d) for d in engine.get_tensor_shape(n))
             low, high = ranges.get(n) or (None, tuple(int(d) for d in context.get_tensor_shape(n)))
             if any(d < 0 for d in high):
@@ -217,20 +217,43 @@ class TrtRunner(Runner):
 
     def deactivate_impl(self) -> None:
         memory = self._memory
-        if memory is not None and (self._bindings or self._stream is not None):
+        if memory is not None:
+            # Everything made in the CUDA context is released while it is current: pycuda
+            # destroys a Stream (and TensorRT frees an engine's device memory) when the last
+            # reference goes, and outside a live context that silently leaks.
             with memory.in_context():
-                for b in self._bindings:
-                    memory.free_device(b.device)
-                    memory.free_pinned(b.host)
-                if self._stream is not None:
-                    memory.destroy_stream(self._stream)
-        # Released in reverse order of creation: context, engine, runtime.
+                self._release(memory)
+            memory.close()
+        self._reset()
+
+    def _release(self, memory: CudaMemory) -> None:
+        for b in self._bindings:
+            memory.free_device(b.device)
+            memory.free_pinned(b.host)
+        self._bindings = []
+        if self._stream is not None:
+            memory.destroy_stream(self._stream)
+        # In reverse order of creation: stream, context, engine, runtime.
+        self._stream = None
         self._context = None
         self._engine = None
         self._runtime = None
-        if memory is not None:
-            memory.close()
-        self._reset()
+
+
+def _numpy_dtype(trt: Any, engine: Any, name: str) -> np.dtype:
+    """The NumPy type of an I/O tensor; BF16, FP8, INT4, FP4 have none (`trt.nptype` raises
+    TypeError for them), so such an engine is refused with what to change."""
+    trt_type = engine.get_tensor_dtype(name)
+    try:
+        return np.dtype(trt.nptype(trt_type))
+    except TypeError:
+        kind = getattr(trt_type, "name", str(trt_type))
+        raise BackendError(
+            f"engine tensor {name!r} is {kind}, which has no NumPy type, so this runner cannot "
+            "feed or read it",
+            "export the model with float32 (or float16) inputs and outputs, casting to "
+            f"{kind} inside the graph, and rebuild the engine",
+        ) from None
 
 
 def _profile_range(engine: Any, name: str) -> tuple[tuple[int, ...], tuple[int, ...]]:

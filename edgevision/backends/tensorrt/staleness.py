@@ -1,10 +1,11 @@
 """Engine records, and refusing an engine that was built for another machine or model.
 
 A record is what an engine was built for (TensorRT version, GPU, compute capability,
-precision, ONNX hash, batch range, …) plus the engine file's own SHA-256. It lives in the
-bundle manifest under ``"engines"`` when the engine sits in the bundle folder, or in a sidecar
-``<engine>.json`` beside an engine kept in the engine cache folder. Engines are never listed in
-the manifest's hashed ``"files"``: the bundle's own hashes stay valid after a build.
+multiprocessor count, memory size, precision, ONNX hash, batch range, …) plus the engine
+file's own SHA-256. It lives in the bundle manifest under ``"engines"`` when the engine sits
+in the bundle folder, or in a sidecar ``<engine>.json`` beside an engine kept in the engine
+cache folder. Engines are never listed in the manifest's hashed ``"files"``: the bundle's own
+hashes stay valid after a build.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ _IDENTITY = (
     ("trt_version", "TensorRT version"),
     ("gpu_name", "GPU"),
     ("compute_capability", "compute capability"),
+    # Every Orin module is "Orin" at SM 8.7: these two tell an AGX Orin from an Orin Nano.
+    ("multiprocessors", "multiprocessor count"),
+    ("memory_gib", "GPU memory (GiB)"),
     ("onnx_sha256", "ONNX model hash"),
 )
+_OPTIONAL = {"timing_cache", "parity", "multiprocessors", "memory_gib"}
 # What a rebuild with other options would change (same machine, same ONNX).
 _SETTINGS = (
     ("min_batch", "min batch"),
@@ -54,6 +59,8 @@ class Environment:
     trt_version: str
     gpu_name: str
     compute_capability: str
+    multiprocessors: int | None = None
+    memory_gib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,9 @@ class EngineRecord:
     build_seconds: float
     timing_cache: str | None = None
     parity: dict[str, Any] | None = field(default=None)
+    # None in a record written before they were recorded: such an engine counts as stale.
+    multiprocessors: int | None = None
+    memory_gib: int | None = None
 
     @property
     def file(self) -> str:
@@ -92,7 +102,10 @@ class EngineRecord:
 
     @property
     def environment(self) -> Environment:
-        return Environment(self.trt_version, self.gpu_name, self.compute_capability)
+        return Environment(
+            self.trt_version, self.gpu_name, self.compute_capability, self.multiprocessors,
+            self.memory_gib,
+        )  # fmt: skip
 
     def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
         """JSON-ready; ``path`` is relative when the engine is inside ``relative_to``."""
@@ -107,7 +120,7 @@ class EngineRecord:
     def from_dict(cls, data: dict[str, Any], base: Path) -> EngineRecord:
         """Read a record; a relative ``path`` is resolved against ``base``."""
         known = {f.name for f in fields(cls)}
-        missing = sorted(known - set(data) - {"timing_cache", "parity"})
+        missing = sorted(known - set(data) - _OPTIONAL)
         if missing:
             raise BundleError(
                 f"engine record in {base} lacks {', '.join(missing)}",
@@ -188,13 +201,16 @@ def write_sidecar(record: EngineRecord) -> Path:
 
 def describe(record: EngineRecord) -> str:
     """One line naming what an engine was built for."""
+    sms = f" {record.multiprocessors} SMs" if record.multiprocessors else ""
     return (
-        f"{record.file} (TensorRT {record.trt_version}, {record.gpu_name} "
+        f"{record.file} (TensorRT {record.trt_version}, {record.gpu_name}{sms} "
         f"sm {record.compute_capability}, {record.precision}, ONNX {record.onnx_sha256[:8]})"
     )
 
 
 def _short(key: str, value: Any) -> str:
+    if value is None:
+        return "(not recorded)"
     return str(value)[:8] if key == "onnx_sha256" else str(value)
 
 

@@ -29,12 +29,29 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
-def trt_major(trt: Any) -> int:
-    """The major version: 10 (weak typing still there) or 11 (strong typing only)."""
+# From this version on the engine is built strongly typed: TensorRT 10.12 deprecated the
+# weak-typing precision flags (BuilderFlag.INT8/FP16, "superseded by strong typing") and 11.0
+# removed them. 10.3 (JetPack 6) keeps the weakly typed build.
+STRONG_TYPING_FROM = (10, 12)
+
+
+def trt_version(trt: Any) -> tuple[int, int]:
+    """(major, minor) of the installed TensorRT, e.g. ``(10, 3)``."""
+    parts = str(trt.__version__).split(".")
     try:
-        return int(str(trt.__version__).split(".")[0])
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
     except ValueError:
         raise BackendError(f"cannot read the TensorRT version {trt.__version__!r}") from None
+
+
+def trt_major(trt: Any) -> int:
+    """The major version: 10 or 11 (11 has no weak typing at all)."""
+    return trt_version(trt)[0]
+
+
+def strongly_typed(trt: Any) -> bool:
+    """Whether engines are built from a strongly typed network with this TensorRT."""
+    return trt_version(trt) >= STRONG_TYPING_FROM
 
 
 @dataclass

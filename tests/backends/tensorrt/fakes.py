@@ -1,9 +1,13 @@
 """Recording fakes of ``tensorrt`` (10.x and 11.x), cuda-python's runtime API and pycuda.
 
 They follow the documented Python APIs and are strict about them: unknown attributes,
-removed flags (``BuilderFlag.INT8`` on 11.x), wrong argument names or types, copies from
-non-pinned memory, unknown streams and a missing pycuda context all fail loudly, so a test
-passes only if the code under test calls the API the way NVIDIA documents it.
+removed flags (``BuilderFlag.INT8`` on 11.x), precision flags on a strongly typed network,
+wrong argument names or types, copies from non-pinned memory, unknown streams and a missing
+pycuda context all fail loudly, so a test passes only if the code under test calls the API the
+way NVIDIA documents it. Where the real library fails *silently*, the fake records it instead:
+a pycuda Stream dropped outside a live context is a leak (``gpu.leaks``), as in pycuda, whose
+destructor then skips cuStreamDestroy without a word; ``int(cudaStream_t)`` (deprecated for
+``get_cuda_native_handle``) is logged in ``gpu.calls``.
 
 Memory is real: device and pinned buffers are ctypes blocks, copies are ``memmove`` queued on
 a stream and run at synchronize, and the fake engine's "kernel" reads its input from device
@@ -34,10 +38,18 @@ class FakeGPU:
 
     def __init__(self, name: str = "Orin", cc: tuple[int, int] = (8, 7), count: int = 1):
         self.name, self.cc, self.count = name, cc, count
+        self.multiprocessors = 16  # AGX Orin 64 GB; an Orin Nano 8 GB has 8
+        self.total_memory = 61 * 2**30 + 300 * 2**20
+        self.cuda_python_error: str | None = None  # e.g. "cudaErrorInsufficientDriver"
+        self.pycuda_init_error: str | None = None
+        self.driver_version = 12060  # as cudaDriverGetVersion reports CUDA 12.6
+        self.primary_retained = 0  # pycuda primary-context retains not released
+        self.leaks: list[tuple[Any, ...]] = []  # what was dropped outside a live context
         self.blocks: dict[int, tuple[Any, int, str]] = {}  # address -> (buffer, size, kind)
         self.streams: dict[int, list[Callable[[], None]]] = {}
         self.calls: list[tuple[Any, ...]] = []
         self.ctx_depth = 0  # pycuda context stack depth
+        self.current: list[Any] = []  # the pycuda context stack
         self.kernel: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
         self.fail_build = False
         self.dla_cores = 0
@@ -108,6 +120,8 @@ class FakeGPU:
 class cudaError_t(enum.IntEnum):  # noqa: N801 - the binding's own name
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
+    cudaErrorInsufficientDriver = 35
+    cudaErrorNoDevice = 100
     cudaErrorInvalidDevice = 101
 
 
@@ -118,22 +132,43 @@ class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
 
 
 class cudaStream_t:  # noqa: N801
+    gpu: FakeGPU | None = None
+
     def __init__(self, handle: int) -> None:
         self._handle = handle
 
     def __int__(self) -> int:
+        if self.gpu is not None:
+            self.gpu.calls.append(("int(cudaStream_t)",))  # deprecated: get_cuda_native_handle
         return self._handle
+
+
+def make_cuda_utils() -> types.ModuleType:
+    """``cuda.bindings.utils`` (cuda-bindings >= 12.9) with get_cuda_native_handle."""
+    utils = types.ModuleType("cuda.bindings.utils")
+
+    def get_cuda_native_handle(obj: Any) -> int:
+        if not isinstance(obj, cudaStream_t):
+            raise TypeError(f"not a CUDA Python object: {type(obj).__name__}")
+        return obj._handle
+
+    utils.get_cuda_native_handle = get_cuda_native_handle
+    return utils
 
 
 def make_cudart(gpu: FakeGPU) -> types.ModuleType:
     ok = cudaError_t.cudaSuccess
     rt = types.ModuleType("cuda.bindings.runtime")
-    rt.cudaError_t, rt.cudaMemcpyKind, rt.cudaStream_t = cudaError_t, cudaMemcpyKind, cudaStream_t
+    stream_type = type("cudaStream_t", (cudaStream_t,), {"gpu": gpu})
+    rt.cudaError_t, rt.cudaMemcpyKind, rt.cudaStream_t = cudaError_t, cudaMemcpyKind, stream_type
 
     def stream_of(s: Any) -> int:
         if not isinstance(s, cudaStream_t):
             raise TypeError(f"stream must be a cudaStream_t, got {type(s).__name__}")
-        return int(s)
+        return s._handle
+
+    def driver_ok() -> Any:
+        return cudaError_t[gpu.cuda_python_error] if gpu.cuda_python_error else ok
 
     def memcpy_async(dst: int, src: int, count: int, kind: cudaMemcpyKind, stream: Any):
         if not isinstance(kind, cudaMemcpyKind):
@@ -144,16 +179,30 @@ def make_cudart(gpu: FakeGPU) -> types.ModuleType:
         gpu.copy(dst, src, count, direction, stream_of(stream))
         return (ok,)
 
+    def device_count() -> tuple[Any, Any]:
+        err = driver_ok()
+        return (err, None) if err != ok else (ok, gpu.count)
+
+    def properties(i: int) -> tuple[Any, Any]:
+        if i >= gpu.count:
+            return cudaError_t.cudaErrorInvalidDevice, None
+        return ok, types.SimpleNamespace(
+            name=gpu.name.encode() + b"\x00" * 8, major=gpu.cc[0], minor=gpu.cc[1],
+            multiProcessorCount=gpu.multiprocessors, totalGlobalMem=gpu.total_memory,
+        )  # fmt: skip
+
+    def mem_get_info() -> tuple[Any, int, int]:
+        used = sum(size for _b, size, kind in gpu.blocks.values() if kind == "device")
+        return ok, gpu.total_memory - used, gpu.total_memory
+
     rt.cudaGetErrorName = lambda err: (ok, err.name.encode())
-    rt.cudaGetDeviceCount = lambda: (ok, gpu.count)
+    rt.cudaGetDeviceCount = device_count
+    rt.cudaRuntimeGetVersion = lambda: (ok, 12090)
+    rt.cudaDriverGetVersion = lambda: (ok, gpu.driver_version)
     rt.cudaSetDevice = lambda i: (ok,) if i < gpu.count else (cudaError_t.cudaErrorInvalidDevice,)
-    rt.cudaGetDeviceProperties = lambda i: (
-        (ok, types.SimpleNamespace(name=gpu.name.encode() + b"\x00" * 8, major=gpu.cc[0],
-                                   minor=gpu.cc[1]))
-        if i < gpu.count
-        else (cudaError_t.cudaErrorInvalidDevice, None)
-    )  # fmt: skip
-    rt.cudaStreamCreate = lambda: (ok, cudaStream_t(gpu.new_stream()))
+    rt.cudaGetDeviceProperties = properties
+    rt.cudaMemGetInfo = mem_get_info
+    rt.cudaStreamCreate = lambda: (ok, stream_type(gpu.new_stream()))
     rt.cudaStreamSynchronize = lambda s: (gpu.sync(stream_of(s)), (ok,))[1]
     rt.cudaStreamDestroy = lambda s: (gpu.streams.pop(stream_of(s)), (ok,))[1]
     rt.cudaMallocHost = lambda n: (ok, gpu.alloc(n, "pinned"))
@@ -174,13 +223,28 @@ def make_pycuda_driver(gpu: FakeGPU) -> types.ModuleType:
             raise AssertionError("pycuda.driver.init() was not called")
         if gpu.ctx_depth < 1:
             raise AssertionError("no pycuda context is current on this thread")
+        if not gpu.current[-1].valid:
+            raise AssertionError("the current pycuda context was detached")
 
     class Context:
+        def __init__(self) -> None:
+            self.valid = True
+            gpu.primary_retained += 1
+
         def push(self) -> None:
+            if not self.valid:
+                raise AssertionError("push of a detached context")
             gpu.ctx_depth += 1
+            gpu.current.append(self)
             gpu.calls.append(("ctx_push",))
 
         def detach(self) -> None:
+            # A primary context's detach is cuDevicePrimaryCtxRelease; pycuda marks the
+            # context dead, and objects made in it can no longer clean up.
+            if not self.valid:
+                raise AssertionError("detach of a detached context")
+            self.valid = False
+            gpu.primary_retained -= 1
             gpu.calls.append(("ctx_detach",))
 
         @staticmethod
@@ -188,7 +252,11 @@ def make_pycuda_driver(gpu: FakeGPU) -> types.ModuleType:
             if gpu.ctx_depth < 1:
                 raise AssertionError("Context.pop() with no current context")
             gpu.ctx_depth -= 1
+            gpu.current.pop()
             gpu.calls.append(("ctx_pop",))
+
+    def live_context() -> bool:
+        return bool(gpu.current) and gpu.current[-1].valid
 
     class Device:
         def __init__(self, ordinal: int) -> None:
@@ -205,8 +273,18 @@ def make_pycuda_driver(gpu: FakeGPU) -> types.ModuleType:
         def compute_capability(self) -> tuple[int, int]:
             return gpu.cc
 
+        def total_memory(self) -> int:
+            return gpu.total_memory
+
+        def get_attribute(self, attr: Any) -> int:
+            if attr is not device_attribute.MULTIPROCESSOR_COUNT:
+                raise AssertionError(f"fake knows no device attribute {attr!r}")
+            return gpu.multiprocessors
+
         def retain_primary_context(self) -> Context:
             return Context()
+
+    device_attribute = enum.Enum("device_attribute", ["MULTIPROCESSOR_COUNT", "WARP_SIZE"])
 
     class DeviceAllocation:
         def __init__(self, addr: int) -> None:
@@ -225,6 +303,15 @@ def make_pycuda_driver(gpu: FakeGPU) -> types.ModuleType:
 
         def synchronize(self) -> None:
             gpu.sync(self.handle)
+
+        def __del__(self) -> None:
+            # pycuda's ~stream(): cuStreamDestroy in the stream's context if that context is
+            # still alive; after a detach it catches cannot_activate_dead_context and skips it.
+            if live_context():
+                gpu.streams.pop(self.handle, None)
+                gpu.calls.append(("stream_destroy", self.handle))
+            else:
+                gpu.leaks.append(("stream", self.handle))
 
     def pagelocked_empty(shape: Any, dtype: Any) -> np.ndarray:
         need_ctx()
@@ -246,9 +333,19 @@ def make_pycuda_driver(gpu: FakeGPU) -> types.ModuleType:
         gpu.copy(dest.ctypes.data, int(src), dest.nbytes, "dtoh", stream.handle)
 
     def init(flags: int = 0) -> None:
+        if gpu.pycuda_init_error:
+            raise RuntimeError(f"cuInit failed: {gpu.pycuda_init_error}")
         state["init"] = True
 
+    def mem_get_info() -> tuple[int, int]:
+        need_ctx()
+        used = sum(size for _b, size, kind in gpu.blocks.values() if kind == "device")
+        return gpu.total_memory - used, gpu.total_memory
+
     drv.init, drv.Device, drv.Context, drv.Stream = init, Device, Context, Stream
+    drv.device_attribute, drv.mem_get_info = device_attribute, mem_get_info
+    drv.get_version = lambda: (12, 6, 0)
+    drv.get_driver_version = lambda: gpu.driver_version
     drv.pagelocked_empty, drv.mem_alloc = pagelocked_empty, mem_alloc
     drv.memcpy_htod_async, drv.memcpy_dtoh_async = htod, dtoh
     return drv
@@ -267,7 +364,7 @@ class _Strict:
 
 
 def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
-    major = int(version.split(".")[0])
+    major, minor = (int(v) for v in version.split(".")[:2])
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
 
@@ -305,11 +402,28 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
     MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"], start=0)
     DeviceType = enum.IntEnum("DeviceType", ["GPU", "DLA"], start=0)
     TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"], start=0)
-    DataType = enum.IntEnum("DataType", ["FLOAT", "HALF", "INT8", "INT32"], start=0)
+    DataType = enum.IntEnum(
+        "DataType", ["FLOAT", "HALF", "BF16", "INT8", "INT32", "INT64", "BOOL", "UINT8", "FP8"],
+        start=0,
+    )  # fmt: skip
+    ProfilingVerbosity = enum.IntEnum(
+        "ProfilingVerbosity", ["LAYER_NAMES_ONLY", "NONE", "DETAILED"], start=0
+    )
     ErrorCode = enum.IntEnum("ErrorCode", ["SUCCESS", "INVALID_NODE", "UNSUPPORTED_NODE"], start=0)
     ErrorCode.__str__ = lambda self: self.name
     np_types = {DataType.FLOAT: np.float32, DataType.HALF: np.float16,
                 DataType.INT8: np.int8, DataType.INT32: np.int32}  # fmt: skip
+
+    def nptype(trt_type: Any) -> Any:
+        # tensorrt/__init__.py: BF16 and FP8 have no NumPy type, and this is what it raises.
+        if trt_type in np_types:
+            return np_types[trt_type]
+        raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
+
+    def released(kind: str) -> None:
+        # TensorRT objects free device memory when they go: with pycuda, that must happen
+        # while its context is current (cuda-python's runtime API binds it by itself).
+        gpu.calls.append(("release", kind, gpu.ctx_depth))
 
     class Tensor:
         def __init__(self, name: str, shape: tuple[int, ...]) -> None:
@@ -410,7 +524,8 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
             return b"FAKE-TC:" + json.dumps([self.entries, self.gpu_name]).encode()
 
     class BuilderConfig(_Strict):
-        _fields = ("builder_optimization_level", "default_device_type", "DLA_core")
+        _fields = ("builder_optimization_level", "default_device_type", "DLA_core",
+                   "profiling_verbosity")  # fmt: skip
 
         def __init__(self) -> None:
             self._flags: set[Any] = set()
@@ -420,8 +535,11 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
             object.__setattr__(self, "builder_optimization_level", 3)
             object.__setattr__(self, "default_device_type", DeviceType.GPU)
             object.__setattr__(self, "DLA_core", -1)
+            object.__setattr__(self, "profiling_verbosity", ProfilingVerbosity.LAYER_NAMES_ONLY)
 
         def __setattr__(self, key: str, value: Any) -> None:
+            if key == "profiling_verbosity" and not isinstance(value, ProfilingVerbosity):
+                raise TypeError("profiling_verbosity must be a ProfilingVerbosity")
             if key == "builder_optimization_level" and not 0 <= value <= 5:
                 raise ValueError("optimization level must be 0..5")
             if key == "default_device_type" and not isinstance(value, DeviceType):
@@ -487,6 +605,13 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
                 return None
             if len(config._profiles) != 1:
                 raise AssertionError("exactly one optimization profile expected")
+            typed = major >= 11 or bool(network.flags & (1 << NetworkFlag.STRONGLY_TYPED))
+            precision = {f.name for f in config._flags} & {"FP16", "INT8"}
+            if typed and precision:
+                # TensorRT refuses precision flags on a strongly typed network
+                raise AssertionError(f"{sorted(precision)} set on a strongly typed network")
+            if (major, minor) >= (10, 12) and precision:
+                raise AssertionError(f"deprecated weak-typing flags {sorted(precision)} used")
             shapes = config._profiles[0].shapes
             for t in network.inputs:
                 if t.name not in shapes:
@@ -507,11 +632,14 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
             ]
             io += [{"name": t.name, "mode": "OUTPUT", "shape": list(t.shape)}
                    for t in network.outputs]  # fmt: skip
+            for t in network.inputs + network.outputs:
+                next(d for d in io if d["name"] == t.name)["dtype"] = t.dtype.name
             blob = {
                 "trt": version, "gpu": gpu.name, "network_flags": network.flags,
                 "flags": sorted(f.name for f in config._flags),
                 "pools": {p.name: v for p, v in config._pools.items()},
                 "opt_level": config.builder_optimization_level,
+                "profiling_verbosity": config.profiling_verbosity.name,
                 "device_type": config.default_device_type.name, "dla_core": config.DLA_core,
                 "timing_cache": config._cache is not None, "io": io,
                 "onnx": base64.b64encode(network.onnx).decode(),
@@ -523,6 +651,9 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
             self.engine = engine
             self.shapes: dict[str, tuple[int, ...]] = {}
             self.addresses: dict[str, int] = {}
+
+        def __del__(self) -> None:
+            released("context")
 
         def set_input_shape(self, name: str, shape: Any) -> bool:
             t = self.engine.io[name]
@@ -571,6 +702,9 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
 
         num_io_tensors = property(lambda self: len(self.names))
 
+        def __del__(self) -> None:
+            released("engine")
+
         def get_tensor_name(self, index: int) -> str:
             return self.names[index]
 
@@ -578,7 +712,7 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
             return TensorIOMode[self.io[name]["mode"]]
 
         def get_tensor_dtype(self, name: str) -> Any:
-            return DataType.FLOAT
+            return DataType[self.io[name].get("dtype", "FLOAT")]
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
             return tuple(self.io[name]["shape"])
@@ -618,6 +752,9 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
             check_logger(logger)
             self.logger = logger
 
+        def __del__(self) -> None:
+            released("runtime")
+
         def deserialize_cuda_engine(self, serialized_engine: bytes) -> Engine | None:
             try:
                 blob = json.loads(bytes(serialized_engine))
@@ -632,8 +769,8 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
     trt.ILogger, trt.Logger = ILogger, ILogger
     trt.NetworkDefinitionCreationFlag, trt.BuilderFlag = NetworkFlag, BuilderFlag
     trt.MemoryPoolType, trt.DeviceType, trt.TensorIOMode = MemoryPoolType, DeviceType, TensorIOMode
-    trt.DataType, trt.ErrorCode = DataType, ErrorCode
-    trt.nptype = lambda dt: np_types[dt]
+    trt.DataType, trt.ErrorCode, trt.ProfilingVerbosity = DataType, ErrorCode, ProfilingVerbosity
+    trt.nptype = nptype
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
     return trt
 
@@ -642,3 +779,29 @@ def engine_blob(path: Any) -> dict[str, Any]:
     """What the fake builder put into an engine file."""
     with open(path, "rb") as f:
         return json.loads(f.read())
+
+
+# -- ModelOpt AutoCast (modelopt.onnx.autocast) -----------------------------------------------
+def make_autocast() -> tuple[dict[str, types.ModuleType], list[dict[str, Any]]]:
+    """``modelopt.onnx.autocast.convert_to_mixed_precision``: records its arguments and marks
+    the model it returns (doc_string), so a test sees that the parser got the converted one."""
+    import onnx
+
+    calls: list[dict[str, Any]] = []
+
+    def convert_to_mixed_precision(onnx_path: str, low_precision_type: str = "fp16",
+                                   keep_io_types: bool = False, **kwargs: Any) -> Any:  # fmt: skip
+        if not isinstance(onnx_path, str):
+            raise TypeError("onnx_path must be a str")
+        calls.append({"onnx_path": onnx_path, "low_precision_type": low_precision_type,
+                      "keep_io_types": keep_io_types, **kwargs})  # fmt: skip
+        model = onnx.load(onnx_path)
+        model.doc_string = "autocast:" + low_precision_type
+        return model
+
+    pkg, sub, autocast = (types.ModuleType(n) for n in
+                          ("modelopt", "modelopt.onnx", "modelopt.onnx.autocast"))  # fmt: skip
+    pkg.__path__, sub.__path__ = [], []
+    pkg.onnx, sub.autocast = sub, autocast
+    autocast.convert_to_mixed_precision = convert_to_mixed_precision
+    return {"modelopt": pkg, "modelopt.onnx": sub, "modelopt.onnx.autocast": autocast}, calls

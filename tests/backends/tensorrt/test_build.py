@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 
@@ -19,32 +20,54 @@ from tests.backends.tensorrt.fakes import engine_blob
 from tests.helpers import tiny_classifier_onnx
 
 
-def test_int8_flags_follow_the_tensorrt_major_version(trt, trt_bundle):
+def test_int8_flags_follow_the_tensorrt_version(trt, trt_bundle):
     record = build_engine(trt_bundle, max_batch=4)
     blob = engine_blob(record.path)
-    if trt.__version__.startswith("10."):
+    if trt.__version__ == "10.3.0":
         # weakly typed network (explicit batch is implicit in 10.x), INT8 from the Q/DQ nodes
         assert blob["network_flags"] == 0 and blob["flags"] == ["INT8"]
         assert record.strongly_typed is False
     else:
-        # 11.x: strongly typed, and no precision flags exist at all
+        # 10.12+ (precision flags deprecated) and 11 (removed): strongly typed, no flags
         assert blob["network_flags"] == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
         assert blob["flags"] == [] and record.strongly_typed is True
     assert record.precision == "int8" and record.onnx_file == "model.int8.trt.onnx"
+    assert blob["profiling_verbosity"] == "DETAILED"  # for the engine inspector
 
 
-def test_fp16_fallback_adds_fp16_on_tensorrt_10(make_trt, cudart, trt_bundle):
+def test_fp16_fallback_adds_fp16_on_tensorrt_10_3(make_trt, cudart, trt_bundle):
     make_trt("10.3.0")
     blob = engine_blob(build_engine(trt_bundle, fp16_fallback=True).path)
     assert blob["flags"] == ["FP16", "INT8"]
 
 
+@pytest.mark.parametrize("version", ["10.16.0", "11.2.0"])
+@pytest.mark.parametrize(
+    "kwargs, onnx_file",
+    [({"fp16_fallback": True}, "model.int8.trt.onnx"), ({"precision": "fp16"}, "model.fp32.onnx")],
+)
+def test_strongly_typed_fp16_is_autocast_not_a_flag(
+    make_trt, cudart, autocast, trt_bundle, version, kwargs, onnx_file
+):
+    make_trt(version)
+    record = build_engine(trt_bundle, **kwargs)
+    blob = engine_blob(record.path)
+    assert blob["flags"] == [] and record.strongly_typed
+    (call,) = autocast
+    assert call["onnx_path"] == str(trt_bundle / onnx_file)
+    assert call["low_precision_type"] == "fp16" and call["keep_io_types"] is True
+    parsed = onnx.load_from_string(base64.b64decode(blob["onnx"]))
+    assert parsed.doc_string == "autocast:fp16"  # the parser got the converted model
+
+
 @pytest.mark.parametrize("kwargs", [{"fp16_fallback": True}, {"precision": "fp16"}])
-def test_tensorrt_11_refuses_weak_typing_with_the_way_out(make_trt, cudart, trt_bundle, kwargs):
-    make_trt("11.2.0")
-    with pytest.raises(BuildError, match="TensorRT 11 removed") as exc:
+def test_strongly_typed_fp16_without_modelopt_says_what_to_install(
+    make_trt, cudart, trt_bundle, kwargs
+):
+    make_trt("10.16.0")
+    with pytest.raises(BuildError, match="strongly typed TensorRT build needs the ONNX") as exc:
         build_engine(trt_bundle, **kwargs)
-    assert "AutoCast" in exc.value.fix
+    assert "nvidia-modelopt[onnx]" in exc.value.fix
 
 
 def test_fp16_and_fp32_build_the_fp32_model(make_trt, cudart, trt_bundle):
@@ -79,6 +102,10 @@ def test_profile_workspace_and_opt_level(trt, trt_bundle):
         ({"precision": "int4"}, "unknown TensorRT precision"),
         ({"precision": "fp32", "fp16_fallback": True}, "fp16_fallback applies"),
         ({"dla_core": -1}, "dla_core"),
+        # DLA: no dynamic dimensions, FP16/INT8 only (the default range is 1/1/8)
+        ({"dla_core": 0}, r"DLA core 0 needs a fixed batch.*min=1 opt=1 max=8"),
+        ({"dla_core": 0, "min_batch": 2, "opt_batch": 2, "max_batch": 4}, "fixed batch"),
+        ({"dla_core": 0, "max_batch": 1, "precision": "fp32"}, "FP16 and INT8 only"),
     ],
 )
 def test_bad_options_are_refused_before_tensorrt_is_needed(trt_bundle, monkeypatch, kwargs, match):
@@ -97,31 +124,42 @@ def test_missing_tensorrt_says_how_to_get_it(trt_bundle, monkeypatch):
 def test_dla_core_with_gpu_fallback(make_trt, cudart, gpu, trt_bundle):
     make_trt("10.3.0")
     gpu.dla_cores = 2
-    record = build_engine(trt_bundle, dla_core=1)
+    record = build_engine(trt_bundle, dla_core=1, max_batch=1)
     blob = engine_blob(record.path)
     assert blob["device_type"] == "DLA" and blob["dla_core"] == 1
     assert "GPU_FALLBACK" in blob["flags"]
+    assert blob["io"][0]["profile"] == [[1, 3, 32, 48]] * 3  # min = opt = max
     assert record.device == "dla1" and ".dla1." in record.file
+
+
+def test_dla_fp16_engine(make_trt, cudart, gpu, trt_bundle):
+    make_trt("10.3.0")
+    gpu.dla_cores = 1
+    record = build_engine(trt_bundle, precision="fp16", dla_core=0, min_batch=2, opt_batch=2,
+                          max_batch=2)  # fmt: skip
+    assert engine_blob(record.path)["flags"] == ["FP16", "GPU_FALLBACK"]
 
 
 def test_dla_core_the_device_lacks_is_refused(trt, gpu, trt_bundle):
     gpu.dla_cores = 0
     with pytest.raises(BuildError, match="has 0 DLA core"):
-        build_engine(trt_bundle, dla_core=0)
+        build_engine(trt_bundle, dla_core=0, max_batch=1)
 
 
 def test_name_and_manifest_record(trt, trt_bundle):
     record = build_engine(trt_bundle)
     version = trt.__version__
     assert record.file == (
-        f"model.int8.trt.onnx.{version}.orin.sm87.int8.gpu.{record.onnx_sha256[:8]}.engine"
+        f"model.int8.trt.onnx.{version}.orin-16sm-61g.sm87.int8.gpu.{record.onnx_sha256[:8]}.engine"
     )
+    assert (record.multiprocessors, record.memory_gib) == (16, 61)
     assert record.path.parent == trt_bundle and record.location == "bundle"
     bundle = Bundle.open(trt_bundle)  # verify=True: the bundle's hashes are still valid
     saved = bundle.manifest["engines"][record.file]
     assert saved["path"] == record.file  # relative inside the bundle
     assert saved["sha256"] == record.sha256 and saved["gpu_name"] == "Orin"
     assert saved["trt_version"] == version and saved["compute_capability"] == "8.7"
+    assert saved["multiprocessors"] == 16 and saved["memory_gib"] == 61
     assert record.file not in bundle.manifest["files"]  # engines are not hashed bundle files
 
 
@@ -182,6 +220,28 @@ def test_timing_cache_loaded_and_saved(trt, trt_bundle, tmp_path):
 def test_unusable_timing_cache_is_replaced_not_fatal(trt, trt_bundle, tmp_path):
     cache = tmp_path / "timing.cache"
     cache.write_bytes(b"garbage")
+    build_engine(trt_bundle, timing_cache=cache)
+    assert json.loads(cache.read_bytes()[8:]) == [1, "Orin"]
+
+
+def test_timing_cache_the_bindings_raise_on_is_replaced(
+    make_trt, cudart, gpu, trt_bundle, tmp_path, monkeypatch
+):
+    # Whether TensorRT's create_timing_cache returns None or raises on a corrupt file is not
+    # documented; either way the build goes on with an empty cache.
+    trt = make_trt("10.3.0")
+    builder = trt.Builder(trt.Logger())
+    config_type = type(builder.create_builder_config())
+    real = config_type.create_timing_cache
+
+    def create(self, data):
+        if bytes(data) == b"\xffcorrupt":
+            raise RuntimeError("Failed to deserialize the timing cache")
+        return real(self, data)
+
+    monkeypatch.setattr(config_type, "create_timing_cache", create)
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"\xffcorrupt")
     build_engine(trt_bundle, timing_cache=cache)
     assert json.loads(cache.read_bytes()[8:]) == [1, "Orin"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 
 import numpy as np
@@ -15,6 +16,7 @@ from edgevision.backends.tensorrt.runner import TrtRunner
 from edgevision.backends.tensorrt.staleness import StaleEngineError
 from edgevision.bundle import Bundle
 from edgevision.errors import BackendError
+from tests.backends.tensorrt.fakes import engine_blob
 
 
 def _batch(n: int, seed: int = 0) -> np.ndarray:
@@ -72,8 +74,67 @@ def test_pycuda_memory_with_its_context(make_trt, pycuda, trt_bundle, gpu):
     with TrtRunner.from_bundle(bundle, memory="pycuda") as runner:
         out = runner.infer(_batch(2))
     np.testing.assert_allclose(out["logits"], _ort_logits(bundle, _batch(2)), rtol=1e-6)
-    assert gpu.ctx_depth == 0 and ("ctx_detach",) in gpu.calls
-    assert gpu.blocks == {}
+    assert gpu.ctx_depth == 0 and gpu.blocks == {}
+
+
+def test_pycuda_deactivate_destroys_the_stream_in_a_live_context(make_trt, pycuda, trt_bundle, gpu):
+    """pycuda's stream destructor skips cuStreamDestroy, silently, once its context has been
+    detached: everything must be dropped while the context is current, and the primary
+    context retained once for the process, not retained and released per runner."""
+    make_trt("10.3.0")
+    build_engine(trt_bundle)
+    bundle = Bundle.open(trt_bundle)
+    gpu.calls.clear()
+    for _ in range(3):
+        with TrtRunner.from_bundle(bundle, memory="pycuda") as runner:
+            runner.infer(_batch(1))
+    assert gpu.leaks == [] and gpu.streams == {}
+    assert len([c for c in gpu.calls if c[0] == "stream_destroy"]) == 3
+    releases = [c for c in gpu.calls if c[0] == "release"]
+    assert {c[1] for c in releases} == {"context", "engine", "runtime"}
+    assert all(depth >= 1 for _, _, depth in releases), releases  # inside the context
+    assert ("ctx_detach",) not in gpu.calls and gpu.primary_retained == 1
+
+
+@pytest.mark.parametrize("fixture", ["cudart", "pycuda"])
+def test_activate_infer_and_deactivate_on_different_threads(
+    request, fixture, make_trt, trt_bundle, gpu
+):
+    import concurrent.futures
+
+    request.getfixturevalue(fixture)
+    make_trt("10.3.0")
+    build_engine(trt_bundle, max_batch=4)
+    bundle = Bundle.open(trt_bundle)
+    runner = TrtRunner.from_bundle(bundle)
+    runner.activate()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        out = pool.submit(runner.infer, _batch(4)).result()
+        pool.submit(runner.deactivate).result()
+    np.testing.assert_allclose(out["logits"], _ort_logits(bundle, _batch(4)), rtol=1e-6)
+    assert gpu.blocks == {} and gpu.streams == {} and gpu.leaks == [] and gpu.ctx_depth == 0
+
+
+def test_stream_address_through_get_cuda_native_handle(make_trt, cudart, trt_bundle, gpu):
+    # int(cudaStream_t) is deprecated where cuda.bindings.utils.get_cuda_native_handle exists
+    make_trt("10.3.0")
+    build_engine(trt_bundle)
+    with TrtRunner.from_bundle(Bundle.open(trt_bundle)) as runner:
+        runner.infer(_batch(1))
+    assert ("int(cudaStream_t)",) not in gpu.calls
+    assert any(c[0] == "execute" for c in gpu.calls)
+
+
+def test_cuda_python_that_cannot_use_the_driver_falls_back_to_pycuda(
+    make_trt, both_memory, trt_bundle, gpu
+):
+    # cuda-python 13 on a CUDA 12 driver (JetPack 6): it imports, but every call fails
+    make_trt("10.3.0")
+    gpu.cuda_python_error = "cudaErrorInsufficientDriver"
+    build_engine(trt_bundle)
+    with TrtRunner.from_bundle(Bundle.open(trt_bundle)) as runner:
+        assert runner._memory.name == "pycuda"
+        assert runner.infer(_batch(2))["logits"].shape == (2, 3)
 
 
 def test_older_cudart_location(make_trt, old_cudart, trt_bundle):
@@ -101,17 +162,22 @@ def test_no_engine_says_to_build_on_the_device(trt, trt_bundle):
 @pytest.mark.parametrize(
     "change, expected",
     [
-        ({"gpu_name": "Xavier"}, "GPU: built for Orin, here Xavier"),
+        ({"name": "Xavier"}, "GPU: built for Orin, here Xavier"),
         ({"cc": (7, 2)}, "compute capability: built for 8.7, here 7.2"),
+        # an AGX Orin 64 GB engine on an Orin Nano 8 GB: same name, same SM 8.7
+        ({"multiprocessors": 8, "total_memory": 7 * 2**30 + 2**29 - 2**20},
+         "multiprocessor count: built for 16, here 8; GPU memory .GiB.: built for 61, here 7"),
+        # Orin NX 16 GB vs Orin Nano 8 GB: both 8 SMs, the memory differs
+        ({"total_memory": 15 * 2**30}, r"GPU memory \(GiB\): built for 61, here 15"),
     ],
-)
+)  # fmt: skip
 def test_engine_from_another_gpu_is_refused(
     make_trt, cudart, gpu, trt_bundle, copy_bundle, change, expected
 ):
     make_trt("10.3.0")
     build_engine(trt_bundle)
-    gpu.name = change.get("gpu_name", gpu.name)
-    gpu.cc = change.get("cc", gpu.cc)
+    for key, value in change.items():
+        setattr(gpu, key, value)
     with pytest.raises(StaleEngineError, match=expected) as exc:
         TrtRunner.from_bundle(Bundle.open(trt_bundle))
     assert "rebuild_if_stale=True" in exc.value.fix
@@ -195,6 +261,19 @@ def test_is_available_needs_tensorrt_and_a_device(make_trt, cudart, gpu, monkeyp
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT installed")
 def test_is_available_is_false_without_tensorrt():
     assert TrtRunner.is_available() is False
+
+
+def test_bf16_engine_io_is_refused_and_nothing_leaks(trt, trt_bundle, gpu):
+    # trt.nptype raises TypeError for BF16 and FP8: say what to do instead
+    record = build_engine(trt_bundle)
+    blob = engine_blob(record.path)
+    blob["io"][1]["dtype"] = "BF16"
+    record.path.write_text(json.dumps(blob))
+    runner = TrtRunner(record.path)
+    with pytest.raises(BackendError, match="tensor 'logits' is BF16, which has no NumPy") as exc:
+        runner.activate()
+    assert "float32" in exc.value.fix
+    assert gpu.blocks == {} and gpu.streams == {} and not runner.is_active
 
 
 def test_data_dependent_output_shape_is_refused_and_nothing_leaks(

@@ -19,12 +19,14 @@ from edgevision.errors import BuildError, BundleError
 
 def test_differences_are_named(trt, trt_bundle):
     record = build_engine(trt_bundle)
-    here = Environment("10.7.0", "Thor", "11.0")
+    here = Environment("10.7.0", "Thor", "11.0", 20, 122)
     diffs = identity_differences(record, here, "e" * 64)
     assert diffs == [
         f"TensorRT version: built for {trt.__version__}, here 10.7.0",
         "GPU: built for Orin, here Thor",
         "compute capability: built for 8.7, here 11.0",
+        "multiprocessor count: built for 16, here 20",
+        "GPU memory (GiB): built for 61, here 122",
         f"ONNX model hash: built for {record.onnx_sha256[:8]}, here eeeeeeee",
     ]
     assert identity_differences(record, record.environment, record.onnx_sha256) == []
@@ -40,6 +42,19 @@ def test_record_round_trip_and_missing_fields(trt, trt_bundle, tmp_path):
     del data["sha256"]
     with pytest.raises(BundleError, match="lacks sha256"):
         EngineRecord.from_dict(data, trt_bundle)
+
+
+def test_a_record_without_the_module_identity_is_stale(trt, trt_bundle):
+    """A record written before the SM count and memory were recorded reads, but does not
+    fit: it could be an engine from any Orin module."""
+    data = build_engine(trt_bundle).to_dict(relative_to=trt_bundle)
+    del data["multiprocessors"], data["memory_gib"]
+    old = EngineRecord.from_dict(data, trt_bundle)
+    here = Environment(old.trt_version, "Orin", "8.7", 16, 61)
+    assert identity_differences(old, here, old.onnx_sha256) == [
+        "multiprocessor count: built for (not recorded), here 16",
+        "GPU memory (GiB): built for (not recorded), here 61",
+    ]
 
 
 def test_malformed_engines_section(trt, trt_bundle):
