@@ -176,8 +176,9 @@ def base_requirements(extras: tuple[str, ...] = ()) -> list[str]:
 
 @pytest.mark.slow
 def test_runs_in_a_bare_venv_without_torch(bundle, clip, tmp_path):
-    """The base package alone (no OpenCV: a Jetson brings its own) says so in one line; with the
-    `opencv` extra `edgevision run` works; torch never arrives."""
+    """The base package alone (no OpenCV: a Jetson brings its own) says so in one line and
+    `edgevision doctor` reports it; with the `opencv` extra `edgevision run` works; torch never
+    arrives."""
     venv = tmp_path / "venv"
     # No pip inside: this interpreter's pip installs into it (--python), without byte-compiling;
     # the same versions as here, so pip takes them from its cache.
@@ -200,6 +201,10 @@ def test_runs_in_a_bare_venv_without_torch(bundle, clip, tmp_path):
         "error: OpenCV (cv2) cannot be imported: No module named 'cv2'\n"
         "fix: `pip install 'edgevision[opencv]'`"
     ), no_cv2.stderr
+    doctor = [str(venv / "bin" / "edgevision"), "doctor", "--json", str(tmp_path / "d.json")]
+    no_cv2 = subprocess.run(doctor, capture_output=True, text=True, timeout=120, env=env)
+    assert no_cv2.returncode == 0, no_cv2.stderr
+    assert "OpenCV (cv2) cannot be imported: No module named 'cv2'" in no_cv2.stdout
     subprocess.run([*pip, pins["opencv-python-headless"]], check=True, capture_output=True)
     no_torch = subprocess.run([py, "-c", "import torch"], capture_output=True, text=True)
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
