@@ -22,6 +22,7 @@ from typing import Any
 
 from edgevision.compile.calibrate import CalibrationRanges, quantizable_op_types
 from edgevision.compile.cpu_tuning import global_pool_as_op, pad_input_channels
+from edgevision.compile.graph import GraphIndex
 from edgevision.compile.trt_check import check_tensorrt_qdq
 from edgevision.errors import BuildError
 from edgevision.registry import Registry
@@ -128,7 +129,8 @@ def quantize_for_target(
     """Quantize ``model_path`` (pre-processed FP32) for ``target`` with precomputed ``ranges``.
 
     ``nodes_to_exclude`` keeps those nodes in float (e.g. layers an accuracy search found
-    sensitive). ``finalize=False`` skips the target's exact kernel rewrites (the layer
+    sensitive): their weights stay float and they read float inputs (`float_inputs`).
+    ``finalize=False`` skips the target's exact kernel rewrites (the layer
     analysis matches Q/DQ tensors with the FP32 model's, shape for shape). The target's
     verifier runs on the result; a failure raises `BuildError`.
     """
@@ -152,12 +154,18 @@ def quantize_for_target(
         extra_options=dict(recipe.extra_options),
         calibration_cache_path=str(ranges.cache_path),
     )
+    if nodes_to_exclude:
+        model = onnx.load(str(out))
+        if float_inputs(model, onnx.load(str(model_path)), nodes_to_exclude):
+            onnx.save(model, str(out))
     if finalize and recipe.finalize is not None:
         model = onnx.load(str(out))
         if recipe.finalize(model):
             onnx.save(model, str(out))
     if recipe.verify is not None:
         problems = recipe.verify(onnx.load(str(out)))
+        if nodes_to_exclude:  # everything in float is a float model, not a broken one
+            problems = [p for p in problems if "no QuantizeLinear/DequantizeLinear" not in p]
         if problems:
             listing = "\n".join(f"  - {p}" for p in problems)
             raise BuildError(
@@ -181,3 +189,97 @@ def _check_node_names(model_path: str | os.PathLike[str], names: Sequence[str]) 
             f"nodes_to_exclude names {unknown[:5]} are not nodes of {model_path}",
             f"use node names of the pre-processed model, e.g. {sample}",
         )
+
+
+_Q, _DQ = "QuantizeLinear", "DequantizeLinear"
+
+
+def float_inputs(model: Any, fp32: Any, nodes: Sequence[str]) -> list[str]:
+    """Feed each of ``nodes`` (excluded from quantization) the float tensor its Q/DQ pair was
+    made from, and drop the Q/DQ nodes nobody reads any more. Edits ``model`` in place and
+    returns the nodes whose inputs changed.
+
+    Why: ``quantize_static`` keeps an excluded node's weights float but still puts a Q/DQ pair
+    on its inputs when their producer is quantized. ONNX Runtime's ``WeightBiasQuantization``
+    session transformer (graph optimisation level 1 and up, ORT >= 1.20) then takes
+    ``DequantizeLinear -> Conv/Gemm(float weight)`` for a quantized node and quantizes the
+    float weight **per tensor** when the session loads: a depthwise convolution "kept in
+    float" ran with one INT8 scale for all its channels, far worse than the per-channel
+    weights it would have had quantized. Reading the float tensor is also simply what "in
+    float" means. Where ORT folded a Relu/Clip into the Q (the producer's output carries the
+    activation's name but not its clamp), the activation is re-applied from ``fp32``, the
+    pre-processed model that was quantized.
+    """
+    excluded = set(nodes)
+    index, ref = GraphIndex(model), GraphIndex(fp32)
+    present = {n.name for n in model.graph.node}
+    made: dict[str, str] = {}  # quantized tensor -> the float tensor that replaces it
+    changed = []
+    for node in list(model.graph.node):
+        if node.name not in excluded:
+            continue
+        for i, name in enumerate(node.input):
+            dq = index.producer.get(name)
+            if dq is None or dq.op_type != _DQ or dq.input[0] in index.consts:
+                continue
+            q = index.producer.get(dq.input[0])
+            if q is None or q.op_type != _Q:
+                continue
+            source = q.input[0]
+            if source not in made:
+                made[source] = _float_source(model, index, ref, present, source)
+            node.input[i] = made[source]
+            changed.append(node.name)
+    if changed:
+        _drop_unread_qdq(model)
+    return list(dict.fromkeys(changed))
+
+
+def _float_source(model: Any, index: GraphIndex, ref: GraphIndex, present: set, name: str) -> str:
+    """``name`` as the FP32 model computes it: itself, or the producer's raw output with the
+    activations ORT folded into the Q re-applied (copied from the FP32 model)."""
+    from onnx import numpy_helper
+
+    producer, original = index.producer.get(name), ref.producer.get(name)
+    if producer is None or original is None or original.name == producer.name:
+        return name
+    chain = []  # the folded activations, last first
+    node = original
+    while node is not None and node.name not in present:
+        chain.append(node)
+        node = ref.producer.get(node.input[0]) if node.input else None
+    if node is None or node.name != producer.name:
+        return name  # not the folding pattern: leave the tensor as it is
+    known = {i.name for i in model.graph.initializer} | set(index.producer)
+    at = list(model.graph.node).index(producer) + 1
+    current = name
+    for act in reversed(chain):
+        copy = type(act)()
+        copy.CopyFrom(act)
+        copy.name = f"{act.name}_float"
+        copy.input[0] = current
+        copy.output[0] = f"{act.output[0]}_float"
+        for extra in copy.input[1:]:
+            if extra and extra not in known and extra in ref.consts:
+                model.graph.initializer.append(numpy_helper.from_array(ref.consts[extra], extra))
+                known.add(extra)
+        model.graph.node.insert(at, copy)
+        at += 1
+        current = copy.output[0]
+    return current
+
+
+def _drop_unread_qdq(model: Any) -> None:
+    """Remove Q/DQ nodes whose outputs nobody reads, then the initializers left unused."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {n for node in graph.node for n in node.input} | outputs
+        dead = [n for n in graph.node if n.op_type in (_Q, _DQ) and n.output[0] not in read]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    used = {n for node in graph.node for n in node.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
