@@ -242,16 +242,17 @@ def select_engine(
             f"(looked in the bundle and in {cache_dir})",
             BUILD_FIX.format(bundle=bundle.root),
         )
-    problems = {}
+    # A list, not a dict keyed by record: a record with parity figures is unhashable.
+    problems: list[tuple[EngineRecord, list[str]]] = []
     for record in candidates:
         diffs = identity_differences(record, here, art.sha256)
         problem = file_problem(record) if not diffs else None
         if not diffs and problem is None:
             return record
-        problems[record] = diffs or [problem]
+        problems.append((record, diffs or [problem]))
     if rebuild_if_stale:
         return _rebuild_like(bundle, candidates[0], engine_cache)
-    lines = "\n".join(f"  - {describe(r)}: " + "; ".join(ps) for r, ps in problems.items())
+    lines = "\n".join(f"  - {describe(r)}: " + "; ".join(ps) for r, ps in problems)
     raise StaleEngineError(
         f"bundle {bundle.root} has no usable TensorRT {precision} engine for this machine "
         f"(TensorRT {here.trt_version}, {here.gpu_name} with {here.multiprocessors} SMs and "

@@ -201,6 +201,16 @@ def test_engine_from_another_tensorrt_version_is_refused_then_rebuilt(
         assert runner.infer(_batch(4))["logits"].shape == (4, 3)
 
 
+def test_stale_engine_with_parity_figures_is_refused_not_a_crash(make_trt, cudart, trt_bundle):
+    # a record with parity (a dict) is unhashable: select_engine once keyed a dict by records
+    make_trt("10.3.0")
+    record = build_engine(trt_bundle, parity_images=[np.zeros((40, 60, 3), np.uint8)])
+    assert record.parity is not None
+    make_trt("11.2.0")
+    with pytest.raises(StaleEngineError, match="TensorRT version: built for 10.3.0"):
+        select_engine(Bundle.open(trt_bundle))
+
+
 def test_changed_onnx_makes_the_engine_stale(trt, trt_bundle):
     build_engine(trt_bundle)
     bundle = Bundle.open(trt_bundle)
