@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgevision.errors import DataError
+from edgevision.memo import byte_lru_cache
 from edgevision.opencv import cv2
 
 SIGN_CLASSES: tuple[str, ...] = (
@@ -249,7 +250,7 @@ def _master(name: str) -> tuple[np.ndarray, np.ndarray]:
     return small, a
 
 
-@functools.lru_cache(maxsize=2048)
+@byte_lru_cache(4 << 20)  # sizes vary 8..128 px: bound by bytes, not entries (long runs)
 def sign_template(name: str, px: int = _TEMPLATE_PX) -> tuple[np.ndarray, np.ndarray]:
     """The sign ``name`` as ``px``-square premultiplied BGR float32 and alpha float32 in 0..1."""
     if name not in _DRAWERS:

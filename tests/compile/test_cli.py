@@ -110,10 +110,8 @@ def test_sigterm_during_build_leaves_no_temp_folder(spec, data_dir, tmp_path):
     spec_file = spec.save(tmp_path / "spec.json")
     temp = tmp_path / "tmp"
     temp.mkdir()
-    argv = [
-        "build", str(model), "--spec", str(spec_file), "--out", str(tmp_path / "b"),
-        "--calib", str(data_dir), "--calib-size", "16", "--targets", "cpu", "--no-advise",
-    ]  # fmt: skip
+    argv = ["build", str(model), "--spec", str(spec_file), "--out", str(tmp_path / "b")]
+    argv += ["--calib", str(data_dir), "--calib-size", "16", "--targets", "cpu", "--no-advise"]
     # Calibration is made to hang, so the signal always lands mid-build.
     code = (
         "import sys, time\n"

@@ -171,6 +171,15 @@ def test_video_file_reads_every_frame_then_ends(clip):
     assert values == sorted(values)  # frame i is grey 10 * i (lossy codec: roughly)
 
 
+def test_a_looped_video_file_starts_again(clip):
+    with open_source(f"{clip}?loop=1") as src:
+        values = [int(src.read().mean()) for _ in range(30)]
+        assert src.loops == 2 and "looped" in src.describe()
+    assert values[12:24] == values[:12] and values[24:] == values[:6]
+    with pytest.raises(SourceError, match="unknown option 'lop'"):
+        make_source(f"{clip}?lop=1")
+
+
 def test_missing_and_undecodable_video_files(tmp_path):
     with pytest.raises(SourceError, match="does not exist"):
         open_source(tmp_path / "nope.mp4")

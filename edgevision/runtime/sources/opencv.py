@@ -23,6 +23,7 @@ from edgevision.runtime.sources.base import (
     EndOfSource,
     Source,
     SourceLostError,
+    parse_bool,
     positive,
 )
 from edgevision.runtime.sources.uri import split_query
@@ -129,14 +130,26 @@ class CvSource(Source):
 
 
 class VideoFileSource(CvSource):
-    """A video file OpenCV can decode (mp4, avi, mkv, ...); read as fast as the pipeline goes."""
+    """A video file OpenCV can decode (mp4, avi, mkv, ...); read as fast as the pipeline goes.
+
+    ``clip.mp4?loop=1`` starts again from the first frame at the end (soak tests, demos).
+    """
 
     scheme = "file"
     live = False
+    OPTIONS: ClassVar = {"loop": parse_bool}
 
     def __init__(self, uri: str, **options: Any) -> None:
         super().__init__(uri, **options)
         self.path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+        self.loops = 0
+
+    @classmethod
+    def from_uri(cls, uri: str, **options: Any) -> VideoFileSource:
+        base, query = split_query(uri)
+        if not query or Path(uri.removeprefix("file://")).is_file():
+            return cls(uri, **options)  # a file name that holds a '?' is taken as it is
+        return cls(base, **{**query, **options})
 
     def capture_args(self) -> tuple[Any, int, list[int]]:
         if not self.path.is_file():
@@ -155,11 +168,22 @@ class VideoFileSource(CvSource):
             "re-encode it, e.g. `ffmpeg -i IN -c:v libx264 out.mp4`",
         )
 
+    def read_impl(self) -> np.ndarray | None:
+        ok, frame = self._cap.read()
+        frame = _checked_frame(ok, frame)
+        if frame is None and self.options.get("loop"):
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            frame = _checked_frame(*self._cap.read())
+            self.loops += frame is not None
+        if frame is None:
+            self.on_failed_read()
+        return frame
+
     def on_failed_read(self) -> None:
         raise EndOfSource(str(self.path))
 
     def describe(self) -> str:
-        return str(self.path)
+        return str(self.path) + (" (looped)" if self.options.get("loop") else "")
 
 
 _VIDEO_NODE = re.compile(r"^/dev/video(\d+)$")

@@ -20,7 +20,11 @@ def split_query(uri: str) -> tuple[str, dict[str, str]]:
     return base, dict(parse_qsl(query, keep_blank_values=True)) if sep else {}
 
 
+_QUERY = re.compile(r"\?[A-Za-z_]\w*=[^/]*$")  # '?loop=1&x=2' at the end: options, not a glob
+
+
 def _is_images(uri: str) -> bool:
+    uri = _QUERY.sub("", uri)
     if any(c in uri for c in _GLOB_CHARS):
         return True
     path = Path(uri)
