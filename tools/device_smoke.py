@@ -389,12 +389,14 @@ def step_device(m: Machine, name: str) -> dict[str, Any]:
 
 # -- steps: building -----------------------------------------------------------------------------
 def build(m: Machine, precision: str, **options: Any) -> Any:
+    """An engine of the smoke bundle at batch 1/1/4 (compared with ORT on 16 frames unless
+    ``parity_images`` says otherwise)."""
     from edgevision.backends.tensorrt.engine import build_engine
 
-    bundle = fresh_bundle(m, "bundle")
+    options = {"parity_images": frames(16), **options}
     return build_engine(
-        bundle, precision=precision, min_batch=1, opt_batch=1, max_batch=4, workspace_mb=512,
-        timing_cache=m.work / "timing.cache", parity_images=frames(16), **options,
+        fresh_bundle(m, "bundle"), precision=precision, min_batch=1, opt_batch=1, max_batch=4,
+        workspace_mb=512, timing_cache=m.work / "timing.cache", **options,
     )  # fmt: skip
 
 

@@ -22,9 +22,9 @@ def import_tensorrt() -> Any:
     except ImportError as exc:
         raise BackendError(
             f"TensorRT is not installed on this machine ({exc})",
-            "on a Jetson it ships with JetPack; elsewhere `pip install tensorrt` "
-            "(NVIDIA's index), then build the engine with `edgevision build BUNDLE --target "
-            "tensorrt` on the device",
+            "on a Jetson it ships with JetPack; elsewhere `pip install 'edgevision[tensorrt]'` "
+            "(CUDA 12 driver) or `pip install tensorrt-cu13` (CUDA 13), then build the engine "
+            "with `edgevision build BUNDLE --target tensorrt` on the device",
         ) from None
     return tensorrt
 

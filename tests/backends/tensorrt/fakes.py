@@ -406,6 +406,7 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
         "DataType", ["FLOAT", "HALF", "BF16", "INT8", "INT32", "INT64", "BOOL", "UINT8", "FP8"],
         start=0,
     )  # fmt: skip
+    LayerInformationFormat = enum.IntEnum("LayerInformationFormat", ["ONELINE", "JSON"], start=0)
     ProfilingVerbosity = enum.IntEnum(
         "ProfilingVerbosity", ["LAYER_NAMES_ONLY", "NONE", "DETAILED"], start=0
     )
@@ -725,6 +726,9 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
         def create_execution_context(self) -> Context:
             return Context(self)
 
+        def create_engine_inspector(self) -> Inspector:
+            return Inspector(self)
+
         def run(self, feeds: dict, outs: dict) -> None:
             inputs = {}
             for name, (addr, shape) in feeds.items():
@@ -746,6 +750,32 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
             sess = ort.InferenceSession(base64.b64decode(self.blob["onnx"]), options,
                                         providers=["CPUExecutionProvider"])  # fmt: skip
             return dict(zip(self.outputs, sess.run(self.outputs, inputs), strict=True))
+
+    class Inspector:
+        """IEngineInspector: layer names only, unless the engine was built DETAILED (then one
+        object per layer with its output format, in the shape of TensorRT's JSON)."""
+
+        def __init__(self, engine: Engine) -> None:
+            self.engine = engine
+
+        def get_engine_information(self, format: Any) -> str:  # noqa: A002
+            import onnx
+
+            if format is not LayerInformationFormat.JSON:
+                raise AssertionError("the fake inspector speaks JSON only")
+            blob = self.engine.blob
+            nodes = onnx.load_from_string(base64.b64decode(blob["onnx"])).graph.node
+            names = [n.name or f"{n.op_type}_{i}" for i, n in enumerate(nodes)]
+            if blob["profiling_verbosity"] != "DETAILED":
+                return json.dumps({"Layers": names})
+            int8 = "INT8" in blob["flags"] or any(n.op_type == "QuantizeLinear" for n in nodes)
+            layers = [
+                {"Name": name, "LayerType": n.op_type,
+                 "Outputs": [{"Format/Datatype": "Int8 NC/32HW32" if int8 and n.op_type == "Conv"
+                              else "Float"}]}
+                for name, n in zip(names, nodes, strict=True)
+            ]  # fmt: skip
+            return json.dumps({"Layers": layers})
 
     class Runtime:
         def __init__(self, logger: Any) -> None:
@@ -770,7 +800,7 @@ def make_tensorrt(version: str, gpu: FakeGPU) -> types.ModuleType:
     trt.NetworkDefinitionCreationFlag, trt.BuilderFlag = NetworkFlag, BuilderFlag
     trt.MemoryPoolType, trt.DeviceType, trt.TensorIOMode = MemoryPoolType, DeviceType, TensorIOMode
     trt.DataType, trt.ErrorCode, trt.ProfilingVerbosity = DataType, ErrorCode, ProfilingVerbosity
-    trt.nptype = nptype
+    trt.nptype, trt.LayerInformationFormat = nptype, LayerInformationFormat
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
     return trt
 

@@ -3,6 +3,7 @@ the fakes its TensorRT steps run end to end and pass."""
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
 import sys
@@ -53,7 +54,7 @@ def test_against_the_fakes_the_tensorrt_steps_pass(smoke, make_trt, both_memory,
     on a device a failed row is the device's, not the tool's."""
     make_trt("10.3.0")
     only = ["device:*", "build:*", "timing-cache:*", "parser:*", "infer:*", "leak:*", "stale:*",
-            "inspect:dla"]  # fmt: skip
+            "inspect:*"]  # fmt: skip
     results = {r.name: r for r in smoke.run_all(tmp_path, only, cycles=3)}
     failed = {n: (r.reason, r.details) for n, r in results.items() if r.status == "fail"}
     assert not failed
@@ -62,6 +63,9 @@ def test_against_the_fakes_the_tensorrt_steps_pass(smoke, make_trt, both_memory,
     assert results["infer:pycuda:pipeline"].details["int8"]["frames"] == 12
     assert results["leak:pycuda-cycles"].details["lost_mib"] == 0
     assert "EdgeVisionNoSuchOp" in "\n".join(results["parser:unsupported-op"].details["error"])
+    assert results["inspect:int8-kernels"].details["int8_layers"] == 4  # the four convolutions
+    wanted = {n for n, _fn in smoke.steps() if any(fnmatch.fnmatch(n, p) for p in only)}
+    assert set(results) == wanted
 
 
 def test_a_step_that_breaks_is_a_failure_with_its_reason(smoke, tmp_path):
