@@ -37,6 +37,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+WEIGHT_STATS_FORMAT = 1
+WEIGHT_STATS_IMAGES = 64  # E[x xᵀ] of a layer's input settles long before its ranges do
 CACHE_ENV = "EDGEVISION_CACHE"
 PREPROCESSING_FIELDS = (
     "input_size",
@@ -83,6 +85,8 @@ class CalibrationRanges:
     cache_path: Path
     from_cache: bool
     tensor_count: int
+    # per-layer input statistics for the weight rounding (`rounding.weight_statistics`)
+    weights_path: Path | None = None
 
     @property
     def ort_method(self) -> Any:
@@ -130,22 +134,40 @@ def calibrate(
     threads: int = 0,
     batch_size: int = 16,
     track: Tracker = silent,
+    weights: bool = True,
 ) -> CalibrationRanges:
     """Ranges of every quantizable tensor of ``model_path`` (pre-processed FP32 ONNX).
 
     Reuses the cache entry whose key matches exactly; otherwise runs the calibrator on
-    ``calib.tensors`` in batches and writes the cache atomically.
+    ``calib.tensors`` in batches and writes the cache atomically. With ``weights``, also the
+    per-layer input statistics the default weight rounding needs (on the first
+    ``WEIGHT_STATS_IMAGES`` images; cached beside the ranges).
     """
     METHODS.get(method)  # unknown names fail before any work
     key = cache_key(model_path, calib, method, spec)
     path = Path(cache_dir or default_cache_dir()) / f"{sha256_bytes(_canonical(key))[:32]}.json"
     cached = _load_cached(path, key)
+    stats = _weight_statistics(path, model_path, calib, threads, track) if weights else None
     if cached is not None:
         log.info("calibration ranges reused from %s", path)
-        return CalibrationRanges(method, key, path, True, cached)
+        return CalibrationRanges(method, key, path, True, cached, stats)
     data = _compute(Path(model_path), calib, method, threads, batch_size, track)
     _save(path, key, data)
-    return CalibrationRanges(method, key, path, False, len(data.data))
+    return CalibrationRanges(method, key, path, False, len(data.data), stats)
+
+
+def _weight_statistics(
+    ranges_path: Path, model_path: Any, calib: CalibrationSet, threads: int, track: Tracker
+) -> Path:
+    """The weight-rounding statistics beside the ranges (same key, so same invalidation)."""
+    from edgevision.compile.rounding import save_statistics, weight_statistics
+
+    out = ranges_path.with_name(ranges_path.stem + f".weights{WEIGHT_STATS_FORMAT}.npz")
+    if not out.is_file():
+        images = calib.tensors[:WEIGHT_STATS_IMAGES]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_statistics(out, weight_statistics(model_path, images, threads, track=track))
+    return out
 
 
 def _canonical(obj: Any) -> bytes:

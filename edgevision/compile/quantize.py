@@ -23,6 +23,7 @@ from typing import Any
 from edgevision.compile.calibrate import CalibrationRanges, quantizable_op_types
 from edgevision.compile.cpu_tuning import global_pool_as_op, pad_input_channels
 from edgevision.compile.graph import GraphIndex
+from edgevision.compile.rounding import DEFAULT_RECIPE, RECIPES, load_statistics, round_weights
 from edgevision.compile.trt_check import check_tensorrt_qdq
 from edgevision.errors import BuildError
 from edgevision.registry import Registry
@@ -125,11 +126,14 @@ def quantize_for_target(
     nodes_to_exclude: Sequence[str] = (),
     per_channel: bool = True,
     finalize: bool = True,
+    recipe: str = DEFAULT_RECIPE,
 ) -> Path:
     """Quantize ``model_path`` (pre-processed FP32) for ``target`` with precomputed ``ranges``.
 
     ``nodes_to_exclude`` keeps those nodes in float (e.g. layers an accuracy search found
     sensitive): their weights stay float and they read float inputs (`float_inputs`).
+    ``recipe`` re-rounds the INT8 weights and corrects the biases (`rounding.RECIPES`; the
+    default needs the statistics `calibrate` keeps with the ranges, else it is plain).
     ``finalize=False`` skips the target's exact kernel rewrites (the layer
     analysis matches Q/DQ tensors with the FP32 model's, shape for shape). The target's
     verifier runs on the result; a failure raises `BuildError`.
@@ -137,7 +141,8 @@ def quantize_for_target(
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    recipe = TARGETS.get(target)
+    RECIPES.get(recipe)
+    target_recipe = TARGETS.get(target)
     out = Path(out)
     _check_node_names(model_path, nodes_to_exclude)
     quantize_static(
@@ -147,23 +152,27 @@ def quantize_for_target(
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=quantizable_op_types(),
         per_channel=per_channel,
-        activation_type=QuantType[recipe.activation_type],
-        weight_type=QuantType[recipe.weight_type],
+        activation_type=QuantType[target_recipe.activation_type],
+        weight_type=QuantType[target_recipe.weight_type],
         nodes_to_exclude=list(nodes_to_exclude),
         calibrate_method=ranges.ort_method,
-        extra_options=dict(recipe.extra_options),
+        extra_options=dict(target_recipe.extra_options),
         calibration_cache_path=str(ranges.cache_path),
     )
-    if nodes_to_exclude:
+    stats = ranges.weights_path
+    rounding = recipe != "plain" and stats is not None and stats.is_file()
+    if nodes_to_exclude or rounding:
+        model, fp32 = onnx.load(str(out)), onnx.load(str(model_path))
+        if rounding:
+            round_weights(model, fp32, load_statistics(stats), recipe, nodes_to_exclude)
+        float_inputs(model, fp32, nodes_to_exclude)
+        onnx.save(model, str(out))
+    if finalize and target_recipe.finalize is not None:
         model = onnx.load(str(out))
-        if float_inputs(model, onnx.load(str(model_path)), nodes_to_exclude):
+        if target_recipe.finalize(model):
             onnx.save(model, str(out))
-    if finalize and recipe.finalize is not None:
-        model = onnx.load(str(out))
-        if recipe.finalize(model):
-            onnx.save(model, str(out))
-    if recipe.verify is not None:
-        problems = recipe.verify(onnx.load(str(out)))
+    if target_recipe.verify is not None:
+        problems = target_recipe.verify(onnx.load(str(out)))
         if nodes_to_exclude:  # everything in float is a float model, not a broken one
             problems = [p for p in problems if "no QuantizeLinear/DequantizeLinear" not in p]
         if problems:
