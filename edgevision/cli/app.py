@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from rich.markup import escape
 
         # escape(): a message may hold brackets (`pip install 'edgevision[train]'`), not markup.
-        err = Console(stderr=True)
+        err = Console(stderr=True, soft_wrap=True)  # one line per message, however long
         err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.fix:
             err.print(f"[yellow]fix:[/] {escape(exc.fix)}", highlight=False)

@@ -44,8 +44,13 @@ def register(app: typer.Typer) -> None:
 
         from edgevision.runtime import Pipeline, Reconnect, SourceLostError, make_sink
 
+        from edgevision.fileio import check_output_file
+
         _setup_logging()
         files = {"jsonl": events, "video": video}
+        for option, path in (("--events", events), ("--video", video)):
+            if path is not None:
+                check_output_file(path, option)  # before the model loads and the camera opens
         sinks = [make_sink(name, path) for name, path in files.items() if path is not None]
         sinks += [make_sink("window")] if show else []
         sinks += [] if quiet else [make_sink("stdout")]

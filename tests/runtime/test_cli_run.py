@@ -95,6 +95,8 @@ def test_max_frames_and_quiet(bundle, tmp_path, capsys):
         ("missing.mp4", [], "does not exist"),
         ("synthetic://?fps=0", [], "fps=.*invalid"),
         ("synthetic://", ["--backend", "cuda"], "unknown backend 'cuda'"),
+        ("synthetic://", ["--events", "/proc/x/e.jsonl"], "--events /proc/x/e.jsonl cannot be"),
+        ("synthetic://", ["--video", "/"], "--video / is a folder"),
     ],
 )
 def test_errors_are_one_message_and_exit_2(bundle, source, extra, message, capsys):
@@ -102,6 +104,7 @@ def test_errors_are_one_message_and_exit_2(bundle, source, extra, message, capsy
     assert code == 2
     assert "error:" in err and "Traceback" not in err
     assert re.search(message, " ".join(err.split()))
+    assert len(err.strip().splitlines()) <= 2  # an error line (and a fix line), however long
 
 
 def test_show_on_headless_opencv_is_a_clear_error(bundle, clip, capsys):
