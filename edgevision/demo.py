@@ -127,8 +127,8 @@ def stage_train(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Pat
 
 def stage_build(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Path], dict]:
     """Export, calibrate, quantize (cpu + tensorrt Q/DQ) and verify into a bundle."""
-    from edgevision.cli.build import print_result, rich_tracker
     from edgevision.compile import BuildConfig, build_bundle
+    from edgevision.compile.console import print_result, rich_tracker
 
     config = BuildConfig(
         input=Path(done["train"]["run"]),
