@@ -21,7 +21,6 @@ Torch-free: the vehicle reads bundles.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevision.errors import BundleError, SpecError
-from edgevision.fileio import atomic_write_json, sha256_file
+from edgevision.fileio import atomic_write_json, check_version, read_json, sha256_file
 from edgevision.spec import ModelSpec
 
 BUNDLE_SCHEMA_VERSION = 1
@@ -245,25 +244,20 @@ def _clip(value: Any) -> str:
 # -- the manifest -----------------------------------------------------------------------------
 def _read_manifest(root: Path) -> dict[str, Any]:
     path = member_path(root, MANIFEST)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         raise BundleError(
             f"bundle {root} has no {MANIFEST}", "point at a folder written by `edgevision build`"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"bundle {path} is not valid JSON: {exc}", "rebuild the bundle") from None
-    except OSError as exc:
-        raise _unreadable(root, path, exc) from None
+        )
+    manifest = read_json(path, "bundle manifest", BundleError)
     if not isinstance(manifest, dict):
         raise BundleError(f"bundle {path} is not a JSON object", "rebuild the bundle")
-    version = manifest.get("schema_version")
-    if version != BUNDLE_SCHEMA_VERSION or isinstance(version, bool):
-        raise BundleError(
-            f"bundle {root} has schema_version {version!r}; this edgevision reads "
-            f"version {BUNDLE_SCHEMA_VERSION}",
-            "rebuild the bundle with this edgevision version",
-        )
+    check_version(
+        manifest.get("schema_version"),
+        BUNDLE_SCHEMA_VERSION,
+        f"bundle {root}",
+        BundleError,
+        "rebuild the bundle with this edgevision version",
+    )
     for key in ("spec", "artifacts", "files"):
         if key not in manifest:
             raise BundleError(f"bundle {path} lacks the {key!r} section", "rebuild the bundle")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from edgevision.errors import OutputError
+from edgevision.errors import EdgeVisionError, OutputError
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -194,3 +194,34 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    what: str,
+    error: type[EdgeVisionError],
+    missing_fix: str | None = None,
+) -> Any:
+    """Parse the JSON file ``path`` or raise ``error`` naming ``what`` it should have been.
+
+    A missing file, a folder, unreadable bytes and invalid JSON are each one clear message.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist", missing_fix) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {path} is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise error(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def check_version(
+    found: Any, expected: int, what: str, error: type[EdgeVisionError], fix: str
+) -> None:
+    """Raise ``error`` unless ``found`` is the schema version ``expected`` (an int, not a bool)."""
+    if found != expected or isinstance(found, bool):
+        raise error(
+            f"{what} has schema_version {found!r}; this edgevision reads version {expected}", fix
+        )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevision.errors import SpecError
+from edgevision.fileio import check_version, read_json
 
 SCHEMA_VERSION = 1
 TASKS = ("classification",)
@@ -76,12 +77,13 @@ class ModelSpec:
 
     def validate(self) -> None:
         """Raise `SpecError` naming the first bad field and the fix."""
-        if self.schema_version != SCHEMA_VERSION:
-            raise SpecError(
-                f"ModelSpec schema_version {self.schema_version} is not supported "
-                f"(this edgevision reads version {SCHEMA_VERSION})",
-                "rebuild the model or bundle with this edgevision version",
-            )
+        check_version(
+            self.schema_version,
+            SCHEMA_VERSION,
+            "ModelSpec",
+            SpecError,
+            "rebuild the model or bundle with this edgevision version",
+        )
         _choice("task", self.task, TASKS)
         _choice("channel_order", self.channel_order, CHANNEL_ORDERS)
         _choice("resize", self.resize, RESIZE_MODES)
@@ -129,13 +131,13 @@ class ModelSpec:
         """Strictly load a spec; ``num_outputs`` (a model's class count) must match the labels."""
         if not isinstance(data, dict):
             raise SpecError(f"ModelSpec must be a JSON object, got {type(data).__name__}")
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise SpecError(
-                f"ModelSpec schema_version {version!r} is not supported "
-                f"(this edgevision reads version {SCHEMA_VERSION})",
-                "write the spec with schema_version 1, or rebuild with this edgevision",
-            )
+        check_version(
+            data.get("schema_version"),
+            SCHEMA_VERSION,
+            "ModelSpec",
+            SpecError,
+            f"write the spec with schema_version {SCHEMA_VERSION}, or rebuild with this edgevision",
+        )
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known - {"num_classes"})
         if unknown:
@@ -180,13 +182,7 @@ class ModelSpec:
     @classmethod
     def load(cls, path: str | os.PathLike[str], num_outputs: int | None = None) -> ModelSpec:
         """Read a spec JSON file strictly."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SpecError(f"ModelSpec file {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SpecError(f"ModelSpec file {path} is not valid JSON: {exc}") from None
+        data = read_json(path, "ModelSpec file", SpecError)
         return cls.from_dict(data, num_outputs=num_outputs)
 
 

@@ -6,14 +6,13 @@ it to sample a calibration set from the training split and to evaluate on the te
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgevision.errors import DataError
-from edgevision.fileio import atomic_write_json
+from edgevision.fileio import atomic_write_json, read_json
 
 SPLITS = ("train", "val", "test")
 
@@ -49,17 +48,13 @@ class Split:
     def load(cls, path: str | os.PathLike[str]) -> Split:
         """Read a split written by `save`."""
         path = Path(path)
+        data = read_json(path, "split file", DataError, "train with `edgevision train`")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
             return cls(
                 root=Path(data["root"]),
                 labels=list(data["labels"]),
                 items={k: [(str(p), int(y)) for p, y in v] for k, v in data["items"].items()},
                 skipped=list(data.get("skipped", [])),
             )
-        except FileNotFoundError:
-            raise DataError(
-                f"split file {path} does not exist", "train with `edgevision train`"
-            ) from None
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"split file {path} is malformed: {exc}") from None

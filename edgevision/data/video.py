@@ -14,7 +14,6 @@ given whenever a sign is in view, even a small one labelled background, and ``si
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import os
 import zlib
@@ -41,7 +40,7 @@ from edgevision.data.render import (
     visible_box,
 )
 from edgevision.errors import DataError
-from edgevision.fileio import atomic_write_json, check_output_file
+from edgevision.fileio import atomic_write_json, check_output_file, read_json
 from edgevision.opencv import cv2
 
 LABELS: list[str] = [*SIGN_CLASSES, BACKGROUND]
@@ -297,13 +296,8 @@ def write_video(
 def read_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load the ground-truth JSON of a clip (give the .mp4 or the .json path)."""
     path = Path(path).with_suffix(".json")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data["frames"]  # noqa: B018 - a KeyError here means the file is not ground truth
-        return data
-    except FileNotFoundError:
-        raise DataError(
-            f"ground truth {path} does not exist", "generate the clip with `edgevision data video`"
-        ) from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"ground truth {path} is malformed: {exc}") from None
+    fix = "generate the clip with `edgevision data video`"
+    data = read_json(path, "ground truth", DataError, fix)
+    if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
+        raise DataError(f"ground truth {path} is malformed: it has no 'frames' list", fix)
+    return data
