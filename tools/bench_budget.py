@@ -19,13 +19,13 @@ met, the best result found is reported (the build itself writes nothing then).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from common import build_parser, machine, write_json  # tools/common.py
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,29 +53,23 @@ def main(argv: list[str] | None = None) -> int:
             results["error"] = exc.message
         results |= side_by_side(budget)
     print_tables(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = build_parser(__doc__, method="minmax")
     p.add_argument("--run", type=Path, required=True, help="RUN folder (or .onnx with --spec)")
     p.add_argument("--spec", type=Path, help="ModelSpec JSON for an .onnx input")
-    p.add_argument("--calib", help="calibration DIR|GLOB|MANIFEST (default: training split)")
     p.add_argument("--eval", type=Path, help="labelled ImageFolder (default: the test split)")
     p.add_argument("--bundle", type=Path, help="keep the budgeted bundle here")
     p.add_argument("--max-drop", type=float, default=0.0, help="budget, top-1 points (0)")
     p.add_argument("--tight", action="store_true", help="budget = half plain INT8's drop")
     p.add_argument("--max-float-layers", type=int, default=8)
-    p.add_argument("--calib-size", type=int, default=512)
-    p.add_argument("--method", default="minmax")
     p.add_argument("--targets", default="cpu,tensorrt")
     p.add_argument("--exporter", default="dynamo")
     p.add_argument("--threads", type=int, default=1, help="threads (build and timing)")
     p.add_argument("--iterations", type=int, default=300, help="interleaved timing rounds")
-    p.add_argument("--json", help="write the results here")
     return p.parse_args(argv)
 
 
@@ -109,15 +103,6 @@ def _build(args: argparse.Namespace, out: Path, max_drop: float | None, cache: P
         latency_iterations=args.iterations,
     )
     return build_bundle(config)
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, core count, ONNX Runtime version."""
-    import onnxruntime
-
-    from edgevision.profile.machine import cpu_model
-
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "ort": onnxruntime.__version__}
 
 
 def side_by_side(budget: Any) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import build_parser, machine, write_json  # tools/common.py
 
 GOALS = {"speedup": 2.5, "moonshot": 3.0, "drop": 0.5, "agreement": 99.0, "build_s": 120.0}
 
@@ -42,52 +42,25 @@ def main(argv: list[str] | None = None) -> int:
         results["accuracy"] = accuracy(bundle)
         results["goals"] = goals(results)
     print_tables(results)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = build_parser(__doc__, method="percentile")  # the demo's method
     p.add_argument("--run", type=Path, help="RUN folder from `edgevision train` (the demo model)")
     p.add_argument("--bundle", type=Path, help="bundle to measure (built here if missing)")
     p.add_argument("--rebuild", action="store_true", help="build the bundle even if it exists")
-    p.add_argument("--calib", help="calibration DIR|GLOB|MANIFEST (default: training split)")
-    p.add_argument("--calib-size", type=int, default=512)
-    p.add_argument("--method", default="percentile", help="calibration (the demo's default)")
     p.add_argument("--build-threads", type=int, default=2, help="threads for the build")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads when timing")
     p.add_argument("--rounds", type=int, default=30, help="interleaved rounds")
     p.add_argument("--iters", type=int, default=20, help="inferences per backend per round")
     p.add_argument("--variants", action="store_true", help="compare INT8 CPU recipes")
     p.add_argument("--size", type=int, default=128, help="--variants: input size without --run")
-    p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     if not args.run and not args.variants:
         p.error("give --run RUN (and optionally --bundle), or --variants")
     return args
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, core count and whether it has AVX-512 VNNI (what INT8 speed hinges on)."""
-    import onnxruntime
-
-    from edgevision.profile.machine import cpu_model
-
-    try:
-        flags = next(
-            (ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")),
-            None,
-        )
-    except OSError:
-        flags = None
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "ort": onnxruntime.__version__,
-        "avx512_vnni": None if flags is None else "avx512_vnni" in flags.split(),
-    }
 
 
 # -- build -------------------------------------------------------------------------------------
