@@ -13,7 +13,9 @@ Importing this module itself never imports cv2: `edgevision doctor` probes it th
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -50,12 +52,22 @@ SYSTEM_FIX = (
 
 def import_cv2() -> ModuleType:
     """``import cv2``, or `DependencyError` saying how to get a working OpenCV."""
+    if "cv2" in sys.modules and sys.modules["cv2"] is not None:
+        return sys.modules["cv2"]
+    # A cv2 built for NumPy 1.x under NumPy 2 prints a page (and a stack) before it fails; the
+    # error below says it in one line, so that page is kept only when the import succeeds.
+    noise = io.StringIO()
     try:
-        return importlib.import_module("cv2")
+        with contextlib.redirect_stderr(noise):
+            module = importlib.import_module("cv2")
     except ImportError as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        fix = NUMPY_FIX if "numpy" in str(exc).lower() else INSTALL_FIX
+        numpy_abi = "numpy" in str(exc).lower() or "NumPy 1.x" in noise.getvalue()
+        fix = NUMPY_FIX if numpy_abi else INSTALL_FIX
         raise DependencyError(f"OpenCV (cv2) cannot be imported: {reason}", fix) from None
+    if noise.getvalue():
+        sys.stderr.write(noise.getvalue())
+    return module
 
 
 def __getattr__(name: str) -> Any:
@@ -139,12 +151,15 @@ def other_cv2(module_file: str | None) -> list[str]:
     folders.append(f"/usr/local/lib/{version}/dist-packages")
     found: list[str] = []
     for folder in folders:
-        candidate = Path(folder or ".") / "cv2"
-        if not candidate.is_dir():
-            continue
-        real = _real(str(candidate))
-        if real != loaded and real not in found:
-            found.append(real)
+        base = Path(folder or ".")
+        # A package folder (wheels, JetPack's 4.8) or one extension module (Debian's cv2.*.so).
+        candidates = [base / "cv2", *sorted(base.glob("cv2.*.so"))] if base.is_dir() else []
+        for candidate in candidates:
+            if not candidate.exists():
+                continue
+            real = _real(str(candidate))
+            if real not in (loaded, module_file and _real(module_file)) and real not in found:
+                found.append(real)
     return found
 
 

@@ -17,6 +17,7 @@ from edgevision.opencv import (
     describe_opencv,
     gstreamer_problem,
     import_cv2,
+    other_cv2,
     parse_build_information,
 )
 from tests.helpers import tiny_bundle
@@ -52,15 +53,35 @@ def test_a_missing_cv2_is_a_dependency_error(monkeypatch):
         from edgevision.opencv import cv2  # noqa: F401
 
 
-def test_a_cv2_built_for_another_numpy_says_so(monkeypatch):
+def test_a_cv2_built_for_another_numpy_says_so_in_one_line(monkeypatch, capsys):
+    """What JetPack 6's OpenCV (NumPy 1.x) does under NumPy 2, as met in a venv made with
+    --system-site-packages on Debian's python3-opencv: a page on stderr, then ImportError."""
+
     def fail(name):
+        print("A module that was compiled using NumPy 1.x cannot be run in", file=sys.stderr)
         raise ImportError("numpy.core.multiarray failed to import\n(more lines)")
 
+    monkeypatch.delitem(sys.modules, "cv2", raising=False)
     monkeypatch.setattr(opencv.importlib, "import_module", fail)
     with pytest.raises(DependencyError) as info:
         import_cv2()
     assert info.value.message.endswith("numpy.core.multiarray failed to import")
     assert "numpy<2" in info.value.fix
+    assert capsys.readouterr().err == ""  # the page is not printed over the one-line error
+
+
+def test_other_cv2_finds_a_system_extension_module(monkeypatch, tmp_path):
+    """Debian / Ubuntu install cv2 as one .so in dist-packages, JetPack's 4.8 as a folder."""
+    system = tmp_path / "dist-packages"
+    (system / "cv2").mkdir(parents=True)
+    so = system / "cv2.cpython-310-aarch64-linux-gnu.so"
+    so.write_bytes(b"")
+    monkeypatch.setattr(sys, "path", [str(system), *sys.path])
+    loaded = import_cv2().__file__
+    found = other_cv2(loaded)
+    assert str(system / "cv2") in found and str(so) in found
+    assert os.path.realpath(Path(loaded).parent) not in found
+    assert other_cv2(str(so)).count(str(so)) == 0
 
 
 def test_run_without_cv2_is_a_one_line_error(tmp_path):

@@ -38,7 +38,7 @@ Need = Callable[[Probes], "tuple[bool, str, str | None]"]  # (ok, detail, fix)
 def _cv2(p: Probes) -> tuple[bool, str, str | None]:
     cv: OpenCVInfo = p["opencv"]
     if not cv.importable:
-        return False, "no OpenCV (cv2 does not import)", cv.fix or INSTALL_FIX
+        return False, cv.error or "OpenCV (cv2) cannot be imported", cv.fix or INSTALL_FIX
     return True, f"OpenCV {cv.version}", None
 
 
@@ -215,7 +215,9 @@ def _bundle_steps(
     files = len(bundle.manifest["files"])
     steps.append(Verdict("verify", True, f"{files} files match their SHA-256; artifacts: {arts}"))
     cv_ok, cv_detail, cv_fix = _cv2(p)
-    steps.append(Verdict("opencv", cv_ok, f"{cv_detail} (preprocess and sources need it)", cv_fix))
+    steps.append(
+        Verdict("opencv", cv_ok, f"{cv_detail} (preprocess and the sources need it)", cv_fix)
+    )
     name = backend
     try:
         name = choose_backend(bundle) if backend == AUTO else backend
