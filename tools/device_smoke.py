@@ -391,7 +391,7 @@ def step_device(m: Machine, name: str) -> dict[str, Any]:
 def build(m: Machine, precision: str, **options: Any) -> Any:
     """An engine of the smoke bundle at batch 1/1/4 (compared with ORT on 16 frames unless
     ``parity_images`` says otherwise)."""
-    from edgevision.backends.tensorrt.engine import build_engine
+    from edgevision.backends.tensorrt.build import build_engine
 
     options = {"parity_images": frames(16), **options}
     return build_engine(
@@ -418,7 +418,7 @@ def step_timing_cache_reuse(m: Machine) -> dict[str, Any]:
     first = m.needs_step("build:int8")
     cache = m.work / "timing.cache"
     expect(cache.is_file(), f"the first build left no timing cache at {cache}")
-    with captured_warnings("edgevision.backends.tensorrt.engine") as warnings:
+    with captured_warnings("edgevision.backends.tensorrt.build") as warnings:
         again = build(m, "int8", engine_cache=m.work / "engines-again")
     expect(not any("timing cache" in w for w in warnings), f"timing cache refused: {warnings}")
     return {"first_build_s": first.build_seconds, "rebuild_s": again.build_seconds,
@@ -427,13 +427,13 @@ def step_timing_cache_reuse(m: Machine) -> dict[str, Any]:
 
 def step_timing_cache_corrupt(m: Machine) -> dict[str, Any]:
     """A corrupted timing-cache file is replaced by a fresh cache; the build goes on."""
-    from edgevision.backends.tensorrt.engine import build_engine
+    from edgevision.backends.tensorrt.build import build_engine
 
     m.needs_step("build:int8")
     cache = m.work / "corrupt.cache"
     garbage = b"\xffnot a timing cache" * 64
     cache.write_bytes(garbage)
-    with captured_warnings("edgevision.backends.tensorrt.engine") as warnings:
+    with captured_warnings("edgevision.backends.tensorrt.build") as warnings:
         record = build_engine(
             fresh_bundle(m, "bundle"), max_batch=4, timing_cache=cache,
             engine_cache=m.work / "engines-corrupt", parity_images=[],
@@ -445,7 +445,7 @@ def step_timing_cache_corrupt(m: Machine) -> dict[str, Any]:
 
 def step_parser_errors(m: Machine) -> dict[str, Any]:
     """An ONNX with an op no TensorRT has: the error quotes the parser, node by node."""
-    from edgevision.backends.tensorrt.engine import build_engine
+    from edgevision.backends.tensorrt.build import build_engine
     from edgevision.errors import BuildError
 
     m.need("trt", "gpu", "onnx_tools")
@@ -575,7 +575,7 @@ def step_leak(m: Machine) -> dict[str, Any]:
 # -- steps: refusing engines ---------------------------------------------------------------------
 def step_stale_version(m: Machine) -> dict[str, Any]:
     """An engine recorded for another TensorRT version is refused (StaleEngineError)."""
-    from edgevision.backends.tensorrt.engine import select_engine
+    from edgevision.backends.tensorrt.select import select_engine
     from edgevision.backends.tensorrt.staleness import StaleEngineError
     from edgevision.bundle import Bundle
 
@@ -648,7 +648,7 @@ def step_inspect_int8(m: Machine) -> dict[str, Any]:
 
 def step_inspect_dla(m: Machine) -> dict[str, Any]:
     """On a device with DLA: an INT8 engine on DLA core 0 has layers placed on the DLA."""
-    from edgevision.backends.tensorrt.engine import build_engine
+    from edgevision.backends.tensorrt.build import build_engine
     from edgevision.backends.tensorrt.trt_api import trt_logger
 
     (trt, _gpu) = m.need("trt", "gpu")

@@ -3,10 +3,13 @@
 Nothing here imports ``tensorrt``, ``cuda-python`` or ``pycuda`` until a function that needs
 them is called, so ``import edgevision.backends.tensorrt`` works on any machine.
 
-* `engine.build_engine` — parse, build, time-cache, record and (optionally) check parity.
-* `engine.select_engine` / `runner.TrtRunner.from_bundle` — the engine that fits this machine.
-* `engine.engine_parity` — engine vs FP32 ONNX Runtime on images.
+* `build.build_engine` — parse, build, time-cache, record and (optionally) check parity.
+* `select.select_engine` / `runner.TrtRunner.from_bundle` — the engine that fits this machine.
+* `parity.engine_parity` — engine vs FP32 ONNX Runtime on images.
+* `runner.TrtRunner` — runs an engine file, a record, or a callable returning one.
 * `cuda_memory.open_memory` — device memory through cuda-python or pycuda.
+
+The runner imports none of build, select or parity; they import it.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "build_engine": "edgevision.backends.tensorrt.engine",
-    "select_engine": "edgevision.backends.tensorrt.engine",
-    "engine_parity": "edgevision.backends.tensorrt.engine",
+    "build_engine": "edgevision.backends.tensorrt.build",
+    "select_engine": "edgevision.backends.tensorrt.select",
+    "engine_parity": "edgevision.backends.tensorrt.parity",
     "EngineRecord": "edgevision.backends.tensorrt.staleness",
     "StaleEngineError": "edgevision.backends.tensorrt.staleness",
     "TrtRunner": "edgevision.backends.tensorrt.runner",

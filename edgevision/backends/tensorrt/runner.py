@@ -13,6 +13,7 @@ memory modules.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,12 @@ from edgevision.errors import BackendError
 
 if TYPE_CHECKING:
     from edgevision.bundle import Bundle
+
+# An engine file, or its record (checked before the file is loaded).
+EngineFile = str | os.PathLike[str] | EngineRecord
+# That, or a callable returning it, called at activation (Polygraphy's runners take "a session
+# or a callable returning one": the runner needs nothing of how the engine was found or built).
+EngineSource = EngineFile | Callable[[], EngineFile]
 
 
 @dataclass
@@ -46,23 +53,36 @@ class _Binding:
 class TrtRunner(Runner):
     """Runs a serialized TensorRT engine file.
 
-    ``record`` (from `select_engine` / `build_engine`) lets activation check the engine's
-    SHA-256 first. ``memory`` forces ``"cuda-python"`` or ``"pycuda"`` (default: the first
-    that imports, or ``$EDGEVISION_CUDA_MEMORY``).
+    ``engine`` is the engine file, its `EngineRecord` (from `select_engine` / `build_engine`),
+    or a callable returning either, called at each activation. A record (``engine``, or
+    ``record`` beside a path) lets activation check the engine's SHA-256 first. ``memory``
+    forces ``"cuda-python"`` or ``"pycuda"`` (default: the first that imports, or
+    ``$EDGEVISION_CUDA_MEMORY``).
     """
 
     def __init__(
         self,
-        engine_path: str | os.PathLike[str],
+        engine: EngineSource,
         record: EngineRecord | None = None,
         memory: str | None = None,
         name: str | None = None,
     ) -> None:
-        super().__init__(name or f"tensorrt:{os.path.basename(engine_path)}")
-        self.engine_path = Path(engine_path)
+        self._source = engine
+        self._given_record = record
+        self.engine_path: Path | None = None
         self.record = record
+        if not callable(engine):
+            self._take(engine)
+        label = os.path.basename(self.engine_path) if self.engine_path else "engine"
+        super().__init__(name or f"tensorrt:{label}")
         self.memory_name = memory
         self._reset()
+
+    def _take(self, engine: EngineFile) -> None:
+        if isinstance(engine, EngineRecord):
+            self.engine_path, self.record = engine.path, engine
+        else:
+            self.engine_path, self.record = Path(engine), self._given_record
 
     def _reset(self) -> None:
         self._trt: Any = None
@@ -84,11 +104,16 @@ class TrtRunner(Runner):
         memory: str | None = None,
         **options: Any,
     ) -> TrtRunner:
-        """A runner for the bundle's engine that fits this machine (see `select_engine`)."""
-        from edgevision.backends.tensorrt.engine import select_engine
+        """A runner for the bundle's engine that fits this machine (see `select_engine`).
+
+        The engine is chosen now, so that a missing or stale one is an error here, not at
+        activation."""
+        # The one reference up to the chooser, imported only when called: the runner module
+        # itself needs nothing of how engines are chosen or built.
+        from edgevision.backends.tensorrt.select import select_engine
 
         record = select_engine(bundle, precision, artifact, engine_cache, rebuild_if_stale)
-        return cls(record.path, record=record, memory=memory, name=f"tensorrt:{precision}")
+        return cls(record, memory=memory, name=f"tensorrt:{precision}")
 
     @classmethod
     def is_available(cls) -> bool:
@@ -102,6 +127,8 @@ class TrtRunner(Runner):
     # -- Runner ---------------------------------------------------------------------------
     def activate_impl(self) -> None:
         trt = import_tensorrt()
+        if callable(self._source):
+            self._take(self._source())
         if self.record is not None and (problem := file_problem(self.record)) is not None:
             raise StaleEngineError(problem, "rebuild: edgevision build BUNDLE --target tensorrt")
         if not self.engine_path.is_file():

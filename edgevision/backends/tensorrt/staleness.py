@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgevision.backends.tensorrt.naming import RECORD_SUFFIX
-from edgevision.errors import BundleError
+from edgevision.errors import BackendError, BundleError
 from edgevision.fileio import sha256_file
 
 if TYPE_CHECKING:
+    from edgevision.backends.tensorrt.cuda_memory import CudaMemory
     from edgevision.bundle import Bundle
 
 BUILD_FIX = "run `edgevision build {bundle} --target tensorrt` on this device"
@@ -61,6 +62,24 @@ class Environment:
     compute_capability: str
     multiprocessors: int | None = None
     memory_gib: int | None = None
+
+
+def current_environment(trt: Any, memory: CudaMemory) -> Environment:
+    """TensorRT version, GPU name, compute capability, multiprocessor count and memory size of
+    this machine."""
+    if memory.device_count() < 1:
+        raise BackendError(
+            f"no CUDA device is visible to {memory.name}",
+            "TensorRT engines are built and run on an NVIDIA GPU; check nvidia-smi / tegrastats",
+        )
+    info = memory.device_info(0)
+    return Environment(
+        trt_version=str(trt.__version__),
+        gpu_name=info.name,
+        compute_capability=info.compute_capability,
+        multiprocessors=info.multiprocessors,
+        memory_gib=info.memory_gib,
+    )
 
 
 @dataclass(frozen=True)

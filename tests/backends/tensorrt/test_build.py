@@ -9,8 +9,8 @@ import sys
 import onnx
 import pytest
 
-from edgevision.backends.tensorrt import engine as engine_mod
-from edgevision.backends.tensorrt.engine import build_engine
+from edgevision.backends.tensorrt import build as build_mod
+from edgevision.backends.tensorrt.build import build_engine
 from edgevision.backends.tensorrt.naming import default_engine_cache
 from edgevision.backends.tensorrt.staleness import StaleEngineError
 from edgevision.bundle import Bundle, write_bundle
@@ -183,14 +183,14 @@ def test_engine_is_written_atomically(trt, trt_bundle, monkeypatch):
 
 
 def test_read_only_bundle_gets_the_engine_cache(trt, trt_bundle, tmp_path, monkeypatch):
-    real = engine_mod.atomic_write_bytes
+    real = build_mod.atomic_write_bytes
 
     def read_only_bundle(path, data):
         if path.parent == trt_bundle:
             raise PermissionError(13, "Permission denied", str(path))
         return real(path, data)
 
-    monkeypatch.setattr(engine_mod, "atomic_write_bytes", read_only_bundle)
+    monkeypatch.setattr(build_mod, "atomic_write_bytes", read_only_bundle)
     manifest_before = (trt_bundle / "manifest.json").read_bytes()
     record = build_engine(trt_bundle)
     cache = default_engine_cache()

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from edgevision.backends.tensorrt.engine import build_engine
+from edgevision.backends.tensorrt.build import build_engine
 from edgevision.backends.tensorrt.runner import TrtRunner
 from edgevision.bundle import Bundle
 from edgevision.errors import BundleError

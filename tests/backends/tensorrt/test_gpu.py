@@ -35,7 +35,7 @@ def _frames(n):
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_build_and_run_a_real_engine(gpu_bundle, precision, tmp_path):
-    from edgevision.backends.tensorrt.engine import build_engine
+    from edgevision.backends.tensorrt.build import build_engine
     from edgevision.backends.tensorrt.runner import TrtRunner
 
     record = build_engine(
@@ -58,8 +58,8 @@ def test_build_and_run_a_real_engine(gpu_bundle, precision, tmp_path):
 
 @pytest.mark.parametrize("memory", sorted(MEMORY_BACKENDS))
 def test_both_memory_modules(gpu_bundle, memory):
+    from edgevision.backends.tensorrt.build import build_engine
     from edgevision.backends.tensorrt.cuda_memory import open_memory
-    from edgevision.backends.tensorrt.engine import build_engine
     from edgevision.backends.tensorrt.runner import TrtRunner
     from edgevision.errors import BackendError
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from edgevision.backends.ort.runner import OrtRunner
-from edgevision.backends.tensorrt.engine import build_engine, calibration_images, engine_parity
+from edgevision.backends.tensorrt.build import build_engine
+from edgevision.backends.tensorrt.parity import calibration_images, engine_parity
 from edgevision.bundle import Bundle
 from edgevision.errors import DataError
 from edgevision.preprocess import preprocess

@@ -11,8 +11,9 @@ import pytest
 
 from edgevision.backends import BACKENDS
 from edgevision.backends.ort.runner import OrtRunner
-from edgevision.backends.tensorrt.engine import build_engine, select_engine
+from edgevision.backends.tensorrt.build import build_engine
 from edgevision.backends.tensorrt.runner import TrtRunner
+from edgevision.backends.tensorrt.select import select_engine
 from edgevision.backends.tensorrt.staleness import StaleEngineError
 from edgevision.bundle import Bundle
 from edgevision.errors import BackendError
@@ -304,3 +305,31 @@ def test_data_dependent_output_shape_is_refused_and_nothing_leaks(
     with pytest.raises(BackendError, match="data-dependent shape"):
         runner.activate()
     assert gpu.blocks == {} and gpu.streams == {} and not runner.is_active
+
+
+def test_runner_takes_a_record_or_a_callable_returning_one(trt, trt_bundle):
+    record = build_engine(trt_bundle, max_batch=2)
+    calls = []
+
+    def chosen_later():
+        calls.append(record.file)
+        return record
+
+    runner = TrtRunner(chosen_later)
+    assert calls == [] and runner.engine_path is None  # nothing is looked at until activation
+    for _ in range(2):
+        with runner:
+            assert runner.record == record and runner.engine_path == record.path
+            assert runner.infer(_batch(2))["logits"].shape == (2, 3)
+    assert calls == [record.file] * 2  # called at each activation
+    with TrtRunner(record) as direct:
+        assert direct.record is record and direct.name == f"tensorrt:{record.file}"
+
+
+def test_a_record_from_a_callable_is_checked_before_loading(trt, trt_bundle, gpu):
+    record = build_engine(trt_bundle)
+    record.path.write_bytes(record.path.read_bytes() + b" ")
+    runner = TrtRunner(lambda: record)
+    with pytest.raises(StaleEngineError, match="does not match its recorded SHA-256"):
+        runner.activate()
+    assert not runner.is_active and gpu.streams == {}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgevision.backends.tensorrt import engine as engine_mod
-from edgevision.backends.tensorrt.engine import build_engine, select_engine
+from edgevision.backends.tensorrt import build as build_mod
+from edgevision.backends.tensorrt.build import build_engine
+from edgevision.backends.tensorrt.select import select_engine
 from edgevision.backends.tensorrt.staleness import (
     EngineRecord,
     Environment,
@@ -77,7 +78,7 @@ def test_unwritable_cache_folder_is_a_clear_error(trt, trt_bundle, monkeypatch):
     def nowhere(path, data):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(engine_mod, "atomic_write_bytes", nowhere)
+    monkeypatch.setattr(build_mod, "atomic_write_bytes", nowhere)
     with pytest.raises(BuildError, match="cannot write the engine to the cache folder") as exc:
         build_engine(trt_bundle)
     assert "EDGEVISION_ENGINE_CACHE" in exc.value.fix
@@ -86,13 +87,13 @@ def test_unwritable_cache_folder_is_a_clear_error(trt, trt_bundle, monkeypatch):
 def test_timing_cache_that_cannot_be_saved_does_not_fail_the_build(
     trt, trt_bundle, tmp_path, monkeypatch
 ):
-    real = engine_mod.atomic_write_bytes
+    real = build_mod.atomic_write_bytes
 
     def no_timing_cache(path, data):
         if path.name == "timing.cache":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path, data)
 
-    monkeypatch.setattr(engine_mod, "atomic_write_bytes", no_timing_cache)
+    monkeypatch.setattr(build_mod, "atomic_write_bytes", no_timing_cache)
     record = build_engine(trt_bundle, timing_cache=tmp_path / "timing.cache")
     assert record.path.is_file() and not (tmp_path / "timing.cache").exists()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from edgevision.backends.tensorrt.engine import build_engine
+from edgevision.backends.tensorrt.build import build_engine
 from edgevision.cli.app import main
 from edgevision.doctor import EXIT_CANNOT_RUN, diagnose
 

@@ -1,5 +1,10 @@
 """Build a TensorRT engine from a bundle, on the device that will run it.
 
+The steps, each taking what the previous one made (the shape of Polygraphy's loaders,
+``NetworkFromOnnx`` → ``CreateConfig`` → ``EngineBytesFromNetwork`` → ``SaveEngine``):
+`network_from_onnx` → `create_config` → `engine_bytes` → `save_engine`. `build_engine` composes
+them, reuses an up-to-date engine, and checks parity (`parity.engine_parity`) when it can.
+
 INT8 is explicit quantization: TensorRT reads the scales from the Q/DQ nodes of
 ``model.int8.trt.onnx`` (no calibrator: deprecated in TensorRT 10.1, removed in 11).
 
@@ -24,7 +29,6 @@ tested against a recording fake of it (tests/backends/tensorrt/conftest.py).
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import time
@@ -36,38 +40,41 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgevision.backends.tensorrt.cuda_memory import CudaMemory, open_memory
+from edgevision.backends.tensorrt.cuda_memory import open_memory
 from edgevision.backends.tensorrt.naming import (
     engine_file_name,
     resolve_engine_cache,
     timing_cache_name,
 )
+from edgevision.backends.tensorrt.parity import (
+    MAX_PARITY_IMAGES,
+    calibration_images,
+    engine_parity,
+)
 from edgevision.backends.tensorrt.staleness import (
-    BUILD_FIX,
     EngineRecord,
     Environment,
     StaleEngineError,
     bundle_records,
     cache_records,
-    describe,
+    current_environment,
     file_problem,
     identity_differences,
     settings_differences,
     write_sidecar,
 )
 from edgevision.backends.tensorrt.trt_api import import_tensorrt, strongly_typed, trt_logger
-from edgevision.errors import BackendError, BuildError, DataError
+from edgevision.errors import BuildError
 from edgevision.fileio import atomic_write_bytes, sha256_bytes, sha256_file
 
 if TYPE_CHECKING:
-    from edgevision.bundle import Bundle
+    from edgevision.bundle import Artifact, Bundle
     from edgevision.spec import ModelSpec
 
 _LOG = logging.getLogger(__name__)
 
 # Which bundle artifact each precision is built from.
 PRECISION_ARTIFACT = {"int8": "int8-trt", "fp16": "fp32", "fp32": "fp32"}
-MAX_PARITY_IMAGES = 256
 _READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
@@ -142,22 +149,18 @@ class BuildOptions:
         return {**d, "device": self.device}
 
 
-def current_environment(trt: Any, memory: CudaMemory) -> Environment:
-    """TensorRT version, GPU name, compute capability, multiprocessor count and memory size of
-    this machine."""
-    if memory.device_count() < 1:
-        raise BackendError(
-            f"no CUDA device is visible to {memory.name}",
-            "TensorRT engines are built and run on an NVIDIA GPU; check nvidia-smi / tegrastats",
-        )
-    info = memory.device_info(0)
-    return Environment(
-        str(trt.__version__), info.name, info.compute_capability, info.multiprocessors,
-        info.memory_gib,
-    )  # fmt: skip
+@dataclass(frozen=True)
+class SerializedEngine:
+    """What `serialize_engine` made: the engine bytes and what the record needs to know."""
+
+    blob: bytes
+    input_name: str
+    strongly_typed: bool
+    seconds: float
+    timing_cache: Path
 
 
-# -- the public entry points ----------------------------------------------------------------
+# -- the public entry point -------------------------------------------------------------------
 def build_engine(
     bundle_path: str | os.PathLike[str],
     precision: str = "int8",
@@ -188,9 +191,15 @@ def build_engine(
     from edgevision.bundle import Bundle
 
     opts = BuildOptions(
-        precision, workspace_mb, min_batch, opt_batch, max_batch, dla_core, fp16_fallback,
-        opt_level,
-    )  # fmt: skip
+        precision=precision,
+        workspace_mb=workspace_mb,
+        min_batch=min_batch,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        dla_core=dla_core,
+        fp16_fallback=fp16_fallback,
+        opt_level=opt_level,
+    )
     opts.check()
     bundle = Bundle.open(bundle_path)
     art = bundle.artifact(PRECISION_ARTIFACT[precision])
@@ -198,180 +207,124 @@ def build_engine(
     memory = open_memory()
     try:
         with memory.in_context():
-            record = _build_or_reuse(trt, memory, bundle, art.name, art.file, opts, timing_cache,
-                                     engine_cache, rebuild_if_stale)  # fmt: skip
+            here = current_environment(trt, memory)
+            record = _build_or_reuse(
+                trt, here, bundle, art, opts, timing_cache, engine_cache, rebuild_if_stale
+            )
     finally:
         memory.close()
     images = list(parity_images) if parity_images is not None else calibration_images(bundle)
     if images and record.parity is None:
         record = record.with_parity(engine_parity(bundle, record, images[:MAX_PARITY_IMAGES]))
-        _save_record(bundle, record)
+        save_record(bundle, record)
     return record
 
 
-def select_engine(
-    bundle: Bundle,
-    precision: str = "int8",
-    artifact: str | None = None,
-    engine_cache: str | os.PathLike[str] | None = None,
-    rebuild_if_stale: bool = False,
-) -> EngineRecord:
-    """The engine of ``bundle`` that fits this machine, or a clear error.
-
-    An engine built for another TensorRT version, GPU or ONNX (or whose bytes changed) is
-    refused with what differs; ``rebuild_if_stale`` rebuilds it here with the same options.
-    """
-    art_name = _artifact_for(precision, artifact)
-    art = bundle.artifact(art_name)
-    trt = import_tensorrt()
-    memory = open_memory()
-    try:
-        here = current_environment(trt, memory)
-    finally:
-        memory.close()
-    cache_dir = resolve_engine_cache(engine_cache)
-    candidates = [
-        r
-        for r in bundle_records(bundle) + cache_records(cache_dir, art.file)
-        if r.precision == precision and r.onnx_file == art.file
-    ]
-    candidates.sort(key=lambda r: r.built_at, reverse=True)
-    if not candidates:
-        raise BackendError(
-            f"bundle {bundle.root} has no TensorRT {precision} engine "
-            f"(looked in the bundle and in {cache_dir})",
-            BUILD_FIX.format(bundle=bundle.root),
-        )
-    # A list, not a dict keyed by record: a record with parity figures is unhashable.
-    problems: list[tuple[EngineRecord, list[str]]] = []
-    for record in candidates:
-        diffs = identity_differences(record, here, art.sha256)
-        problem = file_problem(record) if not diffs else None
-        if not diffs and problem is None:
-            return record
-        problems.append((record, diffs or [problem]))
-    if rebuild_if_stale:
-        return _rebuild_like(bundle, candidates[0], engine_cache)
-    lines = "\n".join(f"  - {describe(r)}: " + "; ".join(ps) for r, ps in problems)
-    raise StaleEngineError(
-        f"bundle {bundle.root} has no usable TensorRT {precision} engine for this machine "
-        f"(TensorRT {here.trt_version}, {here.gpu_name} with {here.multiprocessors} SMs and "
-        f"{here.memory_gib} GiB, sm {here.compute_capability}):\n{lines}",
-        BUILD_FIX.format(bundle=bundle.root) + " (or pass rebuild_if_stale=True)",
-    )
-
-
-def engine_parity(
-    bundle: Bundle | str | os.PathLike[str],
-    engine_record: EngineRecord,
-    images: Sequence[str | os.PathLike[str] | np.ndarray],
-) -> dict[str, Any]:
-    """Compare the engine's outputs with FP32 ONNX Runtime on ``images`` (paths or BGR frames).
-
-    Returns the number of images, top-1 agreement (fraction) and the max / mean absolute
-    error of the first output. Both runners get the same `preprocess` tensor.
-    """
-    from edgevision.backends.ort.runner import OrtRunner
-    from edgevision.backends.tensorrt.runner import TrtRunner
-    from edgevision.bundle import Bundle
-
-    if not isinstance(bundle, Bundle):
-        bundle = Bundle.open(bundle)
-    if not images:
-        raise DataError("engine_parity needs at least one image", "pass image paths or frames")
-    reference = OrtRunner(bundle.path(bundle.artifact("fp32").file), threads=0, name="ort:fp32")
-    engine = TrtRunner(engine_record.path, record=engine_record)
-    with reference, engine:
-        pairs = [_outputs_pair(reference, engine, bundle.spec, img) for img in images]
-    agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in pairs)
-    errors = [np.abs(a.astype(np.float64) - b.astype(np.float64)) for a, b in pairs]
-    return {
-        "reference": "fp32 onnxruntime",
-        "images": len(pairs),
-        "top1_agreement": agree / len(pairs),
-        "max_abs_error": float(max(e.max() for e in errors)),
-        "mean_abs_error": float(np.mean([e.mean() for e in errors])),
-    }
-
-
-def calibration_images(bundle: Bundle) -> list[Path]:
-    """The bundle's calibration images that exist on this machine (may be none).
-
-    Reads the bundle's ``calibration.json`` (format ``edgevision-calibration``, written by
-    `edgevision.compile.calibration`): ``"files"`` entries with a ``"path"`` relative to
-    ``"root"``. On the device the images are often not there; then there is no parity check.
-    """
-    try:
-        data = json.loads(bundle.path("calibration.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    if not isinstance(data, dict) or not isinstance(data.get("files"), list):
-        return []
-    base = Path(data["root"]) if isinstance(data.get("root"), str) else bundle.root
-    base = base if base.is_absolute() else bundle.root / base
-    paths = (e.get("path") for e in data["files"] if isinstance(e, dict))
-    return [base / p for p in paths if isinstance(p, str) and (base / p).is_file()]
-
-
-# -- building ---------------------------------------------------------------------------------
 def _build_or_reuse(
     trt: Any,
-    memory: CudaMemory,
+    here: Environment,
     bundle: Bundle,
-    artifact: str,
-    onnx_file: str,
+    art: Artifact,
     opts: BuildOptions,
     timing_cache: str | os.PathLike[str] | None,
     engine_cache: str | os.PathLike[str] | None,
     rebuild_if_stale: bool,
 ) -> EngineRecord:
-    here = current_environment(trt, memory)
-    onnx_path = bundle.path(onnx_file)
+    onnx_path = bundle.path(art.file)
     onnx_sha = sha256_file(onnx_path)
-    name = engine_file_name(onnx_file, here, opts.precision, onnx_sha, opts.dla_core)
+    name = engine_file_name(art.file, here, opts.precision, onnx_sha, opts.dla_core)
     cache_dir = resolve_engine_cache(engine_cache)
-    existing = _existing_record(bundle, cache_dir, engine_cache, onnx_file, name)
-    if existing is not None:
-        problems = identity_differences(existing, here, onnx_sha)
-        problems += settings_differences(existing, opts.settings())
-        problem = file_problem(existing)
-        problems += [problem] if problem else []
-        if not problems:
-            _LOG.info("engine %s is up to date; not rebuilding", existing.path)
-            return existing
-        if not rebuild_if_stale:
-            raise StaleEngineError(
-                f"engine {existing.path} already exists but " + "; ".join(problems),
-                "pass rebuild_if_stale=True to rebuild and replace it",
-            )
+    existing = _existing_record(bundle, cache_dir, engine_cache, art.file, name)
+    if existing is not None and _is_up_to_date(existing, here, onnx_sha, opts, rebuild_if_stale):
+        _LOG.info("engine %s is up to date; not rebuilding", existing.path)
+        return existing
     tc_path = Path(timing_cache) if timing_cache else cache_dir / timing_cache_name(here)
-    start = time.perf_counter()
-    blob, input_name, strongly_typed = _build_serialized(trt, onnx_path, bundle.spec, opts, tc_path)
-    seconds = time.perf_counter() - start
-    fields = dict(
-        artifact=artifact, onnx_file=onnx_file, onnx_sha256=onnx_sha, precision=opts.precision,
-        trt_version=here.trt_version, gpu_name=here.gpu_name,
-        compute_capability=here.compute_capability, multiprocessors=here.multiprocessors,
-        memory_gib=here.memory_gib, input_name=input_name,
-        strongly_typed=strongly_typed, sha256=sha256_bytes(blob), size_bytes=len(blob),
-        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        build_seconds=round(seconds, 3), timing_cache=str(tc_path), parity=None,
+    built = serialize_engine(trt, onnx_path, bundle.spec, opts, tc_path)
+    fields = _record_fields(art, onnx_sha, here, opts, built)
+    return save_engine(bundle, cache_dir, engine_cache, name, built.blob, fields)
+
+
+def _is_up_to_date(
+    existing: EngineRecord,
+    here: Environment,
+    onnx_sha: str,
+    opts: BuildOptions,
+    rebuild_if_stale: bool,
+) -> bool:
+    """True when ``existing`` is what this build would make; False when it is to be replaced
+    (``rebuild_if_stale``); otherwise `StaleEngineError` with what differs."""
+    problems = identity_differences(existing, here, onnx_sha)
+    problems += settings_differences(existing, opts.settings())
+    problem = file_problem(existing)
+    problems += [problem] if problem else []
+    if not problems:
+        return True
+    if rebuild_if_stale:
+        return False
+    raise StaleEngineError(
+        f"engine {existing.path} already exists but " + "; ".join(problems),
+        "pass rebuild_if_stale=True to rebuild and replace it",
+    )
+
+
+def _record_fields(
+    art: Artifact, onnx_sha: str, here: Environment, opts: BuildOptions, built: SerializedEngine
+) -> dict[str, Any]:
+    """An `EngineRecord`'s fields, but for where the engine is stored."""
+    return {
+        "artifact": art.name,
+        "onnx_file": art.file,
+        "onnx_sha256": onnx_sha,
+        "precision": opts.precision,
+        **asdict(here),  # TensorRT version, GPU name, compute capability, SMs, memory
+        "input_name": built.input_name,
+        "strongly_typed": built.strongly_typed,
+        "sha256": sha256_bytes(built.blob),
+        "size_bytes": len(built.blob),
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(built.seconds, 3),
+        "timing_cache": str(built.timing_cache),
+        "parity": None,
         **opts.settings(),
-    )  # fmt: skip
-    return _store(bundle, cache_dir, engine_cache, name, blob, fields)
+    }
 
 
-def _build_serialized(
+# -- the steps ----------------------------------------------------------------------------------
+def serialize_engine(
     trt: Any, onnx_path: Path, spec: ModelSpec, opts: BuildOptions, timing_cache: Path
-) -> tuple[bytes, str, bool]:
+) -> SerializedEngine:
+    """ONNX file → serialized engine, through the steps below; the timing cache is loaded
+    first (when it fits) and saved after."""
+    start = time.perf_counter()
     logger = trt_logger(trt)
     logger.captured.messages.clear()
+    # The parser stays referenced until the build: the network points into its weights.
+    builder, network, _parser, typed = network_from_onnx(trt, logger, onnx_path, opts)
+    input_name = _checked_input(network, spec, opts)
+    config = create_config(trt, builder, input_name, spec, opts, typed)
+    _load_timing_cache(config, timing_cache)
+    blob = engine_bytes(trt, logger, builder, network, config, onnx_path.name)
+    _save_timing_cache(config, timing_cache)
+    return SerializedEngine(blob, input_name, typed, time.perf_counter() - start, timing_cache)
+
+
+def network_from_onnx(
+    trt: Any, logger: Any, onnx_path: Path, opts: BuildOptions
+) -> tuple[Any, Any, Any, bool]:
+    """(builder, network, parser, strongly typed?) with the ONNX parsed into the network."""
     builder = trt.Builder(logger)
     flags, typed = _network_flags(trt)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     _parse(trt, parser, onnx_path, _model_bytes(onnx_path, opts, typed))
-    input_name = _checked_input(network, spec, opts)
+    return builder, network, parser, typed
+
+
+def create_config(
+    trt: Any, builder: Any, input_name: str, spec: ModelSpec, opts: BuildOptions, typed: bool
+) -> Any:
+    """The builder config: precision (weakly typed only), workspace, optimisation level,
+    profile and DLA."""
     config = builder.create_builder_config()
     if not typed:
         _set_precision_flags(trt, config, opts)
@@ -382,17 +335,21 @@ def _build_serialized(
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     _add_profile(builder, config, input_name, spec, opts)
     _use_dla(trt, builder, config, opts)
-    _load_timing_cache(config, timing_cache)
+    return config
+
+
+def engine_bytes(
+    trt: Any, logger: Any, builder: Any, network: Any, config: Any, onnx_name: str
+) -> bytes:
+    """The serialized engine, or `BuildError` with what TensorRT logged."""
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         errors = "\n".join("  " + m for m in logger.captured.errors()) or "  (no error logged)"
         raise BuildError(
-            f"TensorRT {trt.__version__} could not build an engine from {onnx_path.name}:\n"
-            f"{errors}",
+            f"TensorRT {trt.__version__} could not build an engine from {onnx_name}:\n{errors}",
             "raise workspace_mb, lower max_batch, or check the model's operators",
         )
-    _save_timing_cache(config, timing_cache)
-    return bytes(memoryview(serialized)), input_name, typed
+    return bytes(memoryview(serialized))
 
 
 def _network_flags(trt: Any) -> tuple[int, bool]:
@@ -413,8 +370,8 @@ def _model_bytes(onnx_path: Path, opts: BuildOptions, typed: bool) -> bytes:
     if typed and (opts.precision == "fp16" or opts.fp16_fallback):
         from edgevision.backends.tensorrt.autocast import fp16_onnx
 
-        return fp16_onnx(onnx_path, "precision='fp16'" if opts.precision == "fp16" else
-                         "fp16_fallback")  # fmt: skip
+        why = "precision='fp16'" if opts.precision == "fp16" else "fp16_fallback"
+        return fp16_onnx(onnx_path, why)
     return onnx_path.read_bytes()
 
 
@@ -532,8 +489,8 @@ def _save_timing_cache(config: Any, path: Path) -> None:
         _LOG.warning("could not save the timing cache to %s: %s", path, exc)
 
 
-# -- storing and finding engines ---------------------------------------------------------------
-def _store(
+# -- storing engines ------------------------------------------------------------------------------
+def save_engine(
     bundle: Bundle,
     cache_dir: Path,
     engine_cache: str | os.PathLike[str] | None,
@@ -541,17 +498,12 @@ def _store(
     blob: bytes,
     fields: dict[str, Any],
 ) -> EngineRecord:
+    """Write the engine atomically (beside the bundle, or into ``cache_dir`` when
+    ``engine_cache`` is given or the bundle folder is read-only) and record it."""
     path, location = None, "cache"
     if engine_cache is None:
-        try:
-            path, location = atomic_write_bytes(bundle.root / name, blob), "bundle"
-        except OSError as exc:
-            if exc.errno not in _READ_ONLY_ERRNOS:
-                raise
-            _LOG.warning(
-                "bundle folder %s is read-only (%s); writing the engine to %s",
-                bundle.root, exc.strerror, cache_dir,
-            )  # fmt: skip
+        path = _write_beside_bundle(bundle, cache_dir, name, blob)
+        location = "bundle" if path is not None else location
     if path is None:
         try:
             path = atomic_write_bytes(cache_dir / name, blob)
@@ -561,11 +513,27 @@ def _store(
                 "pass engine_cache=<a writable folder> or set $EDGEVISION_ENGINE_CACHE",
             ) from None
     record = EngineRecord(path=path, location=location, **fields)
-    _save_record(bundle, record)
+    save_record(bundle, record)
     return record
 
 
-def _save_record(bundle: Bundle, record: EngineRecord) -> None:
+def _write_beside_bundle(bundle: Bundle, cache_dir: Path, name: str, blob: bytes) -> Path | None:
+    """The engine's path in the bundle folder, or None when that folder is read-only."""
+    try:
+        return atomic_write_bytes(bundle.root / name, blob)
+    except OSError as exc:
+        if exc.errno not in _READ_ONLY_ERRNOS:
+            raise
+        _LOG.warning(
+            "bundle folder %s is read-only (%s); writing the engine to %s",
+            bundle.root,
+            exc.strerror,
+            cache_dir,
+        )
+        return None
+
+
+def save_record(bundle: Bundle, record: EngineRecord) -> None:
     """Into the manifest when the engine is in the bundle folder, else into a sidecar."""
     if record.location == "bundle":
         engines = bundle.manifest.setdefault("engines", {})
@@ -585,61 +553,3 @@ def _existing_record(
     records = [] if engine_cache is not None else bundle_records(bundle)
     records += cache_records(cache_dir, onnx_file)
     return next((r for r in records if r.file == name), None)
-
-
-def _artifact_for(precision: str, artifact: str | None) -> str:
-    if precision not in PRECISION_ARTIFACT:
-        raise BackendError(
-            f"unknown TensorRT precision {precision!r}",
-            f"use one of: {', '.join(PRECISION_ARTIFACT)}",
-        )
-    wanted = PRECISION_ARTIFACT[precision]
-    if artifact is not None and artifact != wanted:
-        raise BackendError(
-            f"a TensorRT {precision} engine is built from the {wanted!r} artifact, "
-            f"not {artifact!r}",
-            f"omit artifact, or pass artifact={wanted!r}",
-        )
-    return wanted
-
-
-def _rebuild_like(bundle: Bundle, record: EngineRecord, engine_cache: Any) -> EngineRecord:
-    _LOG.warning("rebuilding stale TensorRT engine %s for this machine", record.file)
-    dla = None if record.device == "gpu" else int(record.device.removeprefix("dla"))
-    return build_engine(
-        bundle.root,
-        precision=record.precision,
-        workspace_mb=record.workspace_mb,
-        min_batch=record.min_batch,
-        opt_batch=record.opt_batch,
-        max_batch=record.max_batch,
-        dla_core=dla,
-        fp16_fallback=record.fp16_fallback,
-        opt_level=record.opt_level,
-        engine_cache=engine_cache,
-        rebuild_if_stale=True,
-        parity_images=[],
-    )
-
-
-def _outputs_pair(
-    reference: Any, engine: Any, spec: ModelSpec, image: str | os.PathLike[str] | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    from edgevision.data.images import read_image
-    from edgevision.preprocess import preprocess
-
-    frame = image if isinstance(image, np.ndarray) else read_image(image)
-    x = preprocess(frame, spec)
-    ref = reference.infer(x)
-    got = engine.infer(x)
-    name = next((n for n in reference.output_names() if n in got), None)
-    if name is None:
-        raise BuildError(
-            f"the engine's outputs {sorted(got)} do not match the ONNX outputs "
-            f"{reference.output_names()}"
-        )
-    if ref[name].shape != got[name].shape:
-        raise BuildError(
-            f"output {name!r}: engine shape {list(got[name].shape)} vs ONNX {list(ref[name].shape)}"
-        )
-    return ref[name], got[name]
