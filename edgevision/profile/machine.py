@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,16 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def opencv_version() -> str | None:
+    """The loaded cv2's version (a Jetson's system OpenCV has no pip metadata), else a wheel's."""
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and getattr(cv2, "__version__", None):
+        return str(cv2.__version__)
+    from edgevision.opencv import installed_wheels
+
+    return next(iter(installed_wheels().values()), None)
+
+
 def describe_machine() -> dict[str, Any]:
     """CPU, cores, GPUs, OS and the versions of the libraries that set the numbers."""
     from edgevision import __version__
@@ -98,6 +109,6 @@ def describe_machine() -> dict[str, Any]:
             "onnxruntime": package_version("onnxruntime") or package_version("onnxruntime-gpu"),
             "tensorrt": package_version("tensorrt"),
             "numpy": package_version("numpy"),
-            "opencv": package_version("opencv-python-headless") or package_version("opencv-python"),
+            "opencv": opencv_version(),
         },
     }

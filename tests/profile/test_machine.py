@@ -1,5 +1,7 @@
 import os
 import stat
+import sys
+import types
 
 from edgevision.profile import describe_machine, machine
 
@@ -32,3 +34,10 @@ def test_a_failing_nvidia_smi_is_no_gpu(monkeypatch, tmp_path):
     path = _fake_smi(tmp_path, "echo 'NVIDIA-SMI has failed' >&2; exit 9")
     monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
     assert machine.gpus() == []
+
+
+def test_opencv_version_is_the_loaded_cv2s(monkeypatch):
+    """A Jetson's system OpenCV has no pip metadata: the loaded module says its version."""
+    monkeypatch.setitem(sys.modules, "cv2", types.SimpleNamespace(__version__="4.8.0"))
+    assert machine.opencv_version() == "4.8.0"
+    assert describe_machine()["versions"]["opencv"] == "4.8.0"
