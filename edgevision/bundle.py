@@ -109,6 +109,12 @@ class Bundle:
         arts = _section(self.root, self.manifest, "artifacts")
         return {name: _artifact(self.root, name, entry) for name, entry in arts.items()}
 
+    def deployed(self, target: str) -> str | None:
+        """The artifact the build chose for ``target`` (``deploy.<target>.artifact``), or None
+        for a bundle built before that record existed."""
+        record = (self.manifest.get("deploy") or {}).get(target)
+        return record.get("artifact") if isinstance(record, dict) else None
+
     def artifact(self, name: str) -> Artifact:
         """One artifact by name; an unknown name lists the bundle's artifacts."""
         arts = self.artifacts
@@ -286,7 +292,22 @@ def check_manifest(root: Path, manifest: dict[str, Any]) -> None:
             _section(root, manifest, key)
     _check_path_fields(root, manifest, files)
     _check_accuracy(root, manifest.get("accuracy"))
+    _check_deploy(root, manifest)
     _engine_records(root, manifest)
+
+
+def _check_deploy(root: Path, manifest: dict[str, Any]) -> None:
+    """``deploy``: target → record whose ``artifact`` is one of the bundle's artifacts."""
+    if manifest.get("deploy") is None:
+        return
+    for target, record in _section(root, manifest, "deploy").items():
+        artifact = record.get("artifact") if isinstance(record, dict) else None
+        if not isinstance(artifact, str) or artifact not in manifest["artifacts"]:
+            raise BundleError(
+                f"bundle {root}: {MANIFEST} deploy[{_clip(target)}] names no artifact of the "
+                f"bundle: {_clip(record)}",
+                REBUILD,
+            )
 
 
 def _section(root: Path, manifest: dict[str, Any], key: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgevision.backends import BACKENDS
-from edgevision.errors import BackendError, RegistryError
+from edgevision.errors import BackendError, ConfigError, RegistryError
 
 if TYPE_CHECKING:
     from edgevision.backends.base import Runner
@@ -47,6 +47,30 @@ INSTALL_HINTS = {
     "ort": "`pip install onnxruntime` (or onnxruntime-gpu)",
     "torch": "`pip install 'edgevision[train]'` (the PyTorch reference is not for the vehicle)",
 }
+
+
+# --precision: the artifact each backend runs for it (the build's choice is the default).
+PRECISION_ARTIFACTS: dict[str, dict[str, str]] = {
+    "int8": {"ort": "int8-cpu", "tensorrt": "int8-trt"},
+    "fp32": {"ort": "fp32", "tensorrt": "fp32", "torch": "fp32"},
+}
+
+
+def artifact_for_precision(bundle: Bundle, backend: str, precision: str) -> str:
+    """The artifact ``backend`` runs when ``precision`` is forced, checked against the bundle."""
+    by_backend = PRECISION_ARTIFACTS.get(precision)
+    if by_backend is None:
+        raise ConfigError(
+            f"unknown precision {precision!r}", f"use one of: {', '.join(PRECISION_ARTIFACTS)}"
+        )
+    name = by_backend.get(backend)
+    if name is None or name not in bundle.artifacts:
+        raise BackendError(
+            f"bundle {bundle.root} has no {precision} artifact for backend {backend!r}",
+            f"its artifacts: {', '.join(sorted(bundle.artifacts))}; drop --precision to run "
+            "the one the build deployed",
+        )
+    return name
 
 
 def backend_class(name: str) -> type[Runner] | None:
@@ -99,10 +123,12 @@ def create_runner(
     backend: str = AUTO,
     artifact: str | None = None,
     threads: int = 0,
+    precision: str | None = None,
     **options: Any,
 ) -> Runner:
     """An (inactive) Runner for ``bundle`` on ``backend`` (``"auto"``: `choose_backend`).
 
+    ``precision`` (``int8`` / ``fp32``) forces that artifact over the one the build deployed.
     ``threads`` goes to backends that take it (ONNX Runtime); ``options`` are passed on to the
     backend's ``from_bundle`` as they are (e.g. ``engine_cache`` for TensorRT).
     """
@@ -117,6 +143,10 @@ def create_runner(
             f"backend {name!r} is not available on this machine",
             INSTALL_HINTS.get(name, f"install the libraries backend {name!r} needs"),
         )
+    if precision is not None:
+        if artifact is not None:
+            raise ConfigError(f"both an artifact ({artifact}) and a precision ({precision})")
+        artifact = artifact_for_precision(bundle, name, precision)
     kwargs = dict(options)
     if _accepts(cls.from_bundle, "threads"):
         kwargs["threads"] = threads

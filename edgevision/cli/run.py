@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         video: Path | None = typer.Option(None, help="Write an annotated video here (.mp4)."),
         show: bool = typer.Option(False, "--show", help="Show an annotated window."),
         backend: str = typer.Option("auto", help="auto, ort or tensorrt."),
+        precision: str | None = typer.Option(
+            None, help="Force int8 or fp32 (default: the artifact the build deployed)."
+        ),
         threads: int = typer.Option(0, min=0, help="CPU threads for ONNX Runtime (0: all)."),
         topk: int = typer.Option(3, min=1, help="Labels listed per frame."),
         threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="Below: 'unknown'."),
@@ -42,9 +45,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from rich.console import Console
 
-        from edgevision.runtime import Pipeline, Reconnect, SourceLostError, make_sink
-
         from edgevision.fileio import check_output_file
+        from edgevision.runtime import Pipeline, Reconnect, SourceLostError, make_sink
 
         _setup_logging()
         files = {"jsonl": events, "video": video}
@@ -67,6 +69,7 @@ def register(app: typer.Typer) -> None:
             max_frames=max_frames,
             reconnect=Reconnect(attempts=reconnect_attempts),
             pin_cpus=pin,
+            **({"precision": precision} if precision else {}),
         )
         console = Console()
         try:

@@ -200,8 +200,22 @@ def _decoded(
             yield frames, labels
 
 
-def check_max_drop(evaluation: Evaluation, max_drop: float | None) -> None:
-    """Raise `BudgetExceededError` when any INT8 artifact lost more than ``max_drop`` points."""
+def low_agreement(evaluation: Evaluation, min_agreement: float) -> list[str]:
+    """One line per INT8 artifact that agrees with FP32 on fewer than ``min_agreement`` % of
+    the held-out images: a drop near zero can hide many changed predictions."""
+    return [
+        f"{name} agrees with FP32 on {evaluation.agreement(name):.2f}% of the {evaluation.n} "
+        f"held-out images, below --min-agreement {min_agreement:g}%"
+        for name in evaluation.predictions
+        if name != evaluation.reference and evaluation.agreement(name) < min_agreement
+    ]
+
+
+def check_max_drop(
+    evaluation: Evaluation, max_drop: float | None, min_agreement: float | None = None
+) -> None:
+    """Raise `BudgetExceededError` when any INT8 artifact lost more than ``max_drop`` points
+    or, with ``min_agreement``, agrees with FP32 on fewer than that % of the images."""
     if max_drop is None:
         return
     over = [
@@ -209,6 +223,14 @@ def check_max_drop(evaluation: Evaluation, max_drop: float | None) -> None:
         for name in evaluation.predictions
         if name != evaluation.reference and evaluation.drop(name) > max_drop
     ]
+    disagree = low_agreement(evaluation, min_agreement) if min_agreement is not None else []
+    if disagree and not over:
+        raise BudgetExceededError(
+            f"INT8 is within --max-drop {max_drop:g} but {'; '.join(disagree)}; the bundle "
+            "was not written",
+            "calibrate on more representative images (--calib, --method entropy), keep layers "
+            "in float (--max-drop with the search, --exclude-nodes), or lower --min-agreement",
+        )
     if over:
         worst = ", ".join(f"{n} drops {d:.2f} points" for n, d in over)
         raise BudgetExceededError(

@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +25,7 @@ from edgevision.compile.budget import BudgetResult, fit_budget
 from edgevision.compile.budget import render_markdown as budget_markdown
 from edgevision.compile.calibrate import METHODS, CalibrationRanges, calibrate
 from edgevision.compile.calibration import MIN_IMAGES, CalibrationSet, collect_calibration
+from edgevision.compile.deploy import DeployInputs, Deployment, choose_cpu, not_measured
 from edgevision.compile.evaluate import (
     EvalSet,
     Evaluation,
@@ -32,6 +33,7 @@ from edgevision.compile.evaluate import (
     eval_set_from_folder,
     eval_set_from_split,
     evaluate,
+    low_agreement,
 )
 from edgevision.compile.export import (
     EXPORTERS,
@@ -86,6 +88,10 @@ class BuildConfig:
     advise: bool = True  # calibration advisor: how many images the ranges needed
     latency_iterations: int = 100  # interleaved rounds timing the budget's choices (0: skip)
     force: bool = False  # --out may replace a non-empty folder that is not a bundle
+    min_agreement: float = 99.0  # % of held-out images INT8 must agree with FP32 on
+    deploy_by_latency: bool = True  # time FP32 vs INT8: deploy INT8 only where it is faster
+    deploy_max_batch: int = 8  # the largest batch timed for the deployment choice
+    deploy_iterations: int = 30  # interleaved rounds of that timing
 
     def __post_init__(self) -> None:
         for name in ("input", "out", "spec", "eval", "cache_dir"):
@@ -111,6 +117,12 @@ class BuildConfig:
             raise ConfigError(
                 f"--max-drop {self.max_drop} is negative", "give points >= 0, e.g. 0.5"
             )
+        if not 0 <= self.min_agreement <= 100:
+            raise ConfigError(
+                f"--min-agreement {self.min_agreement} is not a percentage", "use e.g. 99"
+            )
+        if self.deploy_max_batch < 1 or self.deploy_iterations < 1:
+            raise ConfigError("the deployment timing needs a max batch and iterations >= 1")
         if self.threads < 0 or self.batch_size < 1:
             raise ConfigError("--threads must be >= 0 and the batch size >= 1")
         if self.max_float_layers < 1 or self.latency_iterations < 0:
@@ -202,6 +214,12 @@ def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
         parts = _Parts(source, config, fp32, artifacts, calib, ranges, check, evaluation, advice)
         with _timed(timings, "accuracy_budget"):
             _accuracy(parts, prep, eval_set, work, track)
+        if parts.evaluation is not None:
+            warnings += [
+                f"low agreement: {w}" for w in low_agreement(parts.evaluation, config.min_agreement)
+            ]
+        with _timed(timings, "deploy_choice"):
+            _deploy(parts, prep, eval_set, work, track)
         elapsed = time.perf_counter() - started
         report = _report(parts, timings, warnings, elapsed)
         manifest = _write(parts, report, work)
@@ -358,8 +376,8 @@ def _accuracy(p: _Parts, prep: Path, eval_set: EvalSet | None, work: Path, track
         log.info("%s", p.budget.summary())
         p.table, p.artifacts = p.budget.table, p.budget.artifacts
         p.evaluation, p.nodes_to_exclude = p.budget.evaluation, p.budget.nodes_to_exclude
-    elif p.evaluation is not None:
-        check_max_drop(p.evaluation, config.max_drop)
+    if p.evaluation is not None:
+        check_max_drop(p.evaluation, config.max_drop, config.min_agreement)
     if config.analyze and p.table is None:
         p.table = analyze_sensitivity(
             prep, p.ranges, p.calib, spec, target=_worst_target(p), top_k=config.max_float_layers,
@@ -377,6 +395,64 @@ def _worst_target(p: _Parts) -> str:
     return max(p.config.targets, key=lambda t: p.evaluation.drop(TARGETS.get(t).artifact))
 
 
+# -- which artifact each target deploys --------------------------------------------------------
+def _deploy(p: _Parts, prep: Path, eval_set: EvalSet | None, work: Path, track: Tracker) -> None:
+    """Time FP32 vs INT8 for ``cpu`` (keeping layers slower in INT8 in float if that makes it
+    faster) and record each target's choice; TensorRT decides on the device."""
+    for name in p.config.targets:
+        target = TARGETS.get(name)
+        if name != "cpu":
+            p.deploy[name] = not_measured(
+                name, target.artifact, "timed on the device when `edgevision engine` builds it"
+            )
+        elif not p.config.deploy_by_latency:
+            p.deploy[name] = not_measured(
+                name, target.artifact, "not timed (--no-deploy-by-latency)"
+            )
+        else:
+            p.deploy[name] = _deploy_cpu(p, prep, eval_set, work)
+        log.info("deploy %s: %s", name, p.deploy[name].why)
+
+
+def _deploy_cpu(p: _Parts, prep: Path, eval_set: EvalSet | None, work: Path) -> Deployment:
+    config, target = p.config, TARGETS.get("cpu")
+    folder = work / "deploy"
+
+    def requantize(nodes: Sequence[str], sub: Path) -> Path:
+        sub.mkdir(parents=True, exist_ok=True)
+        return quantize_for_target(prep, p.ranges, "cpu", sub / target.file, tuple(nodes))
+
+    threads = config.threads if config.threads > 0 else 1
+    inputs = DeployInputs(
+        p.fp32,
+        p.artifacts[target.artifact],
+        p.source.spec.input_shape(1),
+        requantize,
+        folder,
+        config.deploy_max_batch,
+        threads,
+        config.deploy_iterations,
+        p.nodes_to_exclude,
+    )
+    decision, model = choose_cpu(inputs)
+    if model != p.artifacts[target.artifact]:
+        p.artifacts[target.artifact] = model
+        p.nodes_to_exclude = tuple(dict.fromkeys([*p.nodes_to_exclude, *decision.float_nodes]))
+        if eval_set is not None:  # the shipped INT8 changed: verify it again
+            models = {"fp32": p.fp32, **p.artifacts}
+            p.evaluation = evaluate(
+                models, eval_set, p.source.spec, config.threads, 2 * config.batch_size, silent
+            )
+            check_max_drop(p.evaluation, config.max_drop, config.min_agreement)
+    if p.evaluation is not None and decision.artifact != "fp32":
+        ev = p.evaluation
+        decision.why += (
+            f"; drop {ev.drop(target.artifact):.2f} points, agreement "
+            f"{ev.agreement(target.artifact):.2f}%"
+        )
+    return decision
+
+
 # -- the bundle -------------------------------------------------------------------------------
 @dataclass
 class _Parts:
@@ -392,6 +468,7 @@ class _Parts:
     budget: BudgetResult | None = None
     table: SensitivityTable | None = None
     nodes_to_exclude: tuple[str, ...] = ()
+    deploy: dict[str, Deployment] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.nodes_to_exclude = self.nodes_to_exclude or self.config.nodes_to_exclude
@@ -433,6 +510,7 @@ def _report(
         "nodes_to_exclude": list(p.nodes_to_exclude),
         "calibration_advice": p.advice.to_dict() if p.advice else None,
         "accuracy_budget": p.budget.to_dict() if p.budget else None,
+        "deploy": {name: d.to_dict() for name, d in p.deploy.items()},
         "sensitivity": _sensitivity_record(p),
         "build_time_s": round(elapsed, 2),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
@@ -485,6 +563,7 @@ def _write(p: _Parts, report: dict[str, Any], work: Path) -> dict[str, Any]:
             "threads": p.config.threads,
         },
         calibration=_calibration_record(p),
+        deploy={name: d.to_dict() for name, d in p.deploy.items()},
         accuracy=report["accuracy"],
         accuracy_budget=_budget_record(p),
         versions=report["versions"],

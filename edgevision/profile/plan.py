@@ -116,6 +116,14 @@ def plan_entries(bundle: Bundle, artifacts: list[str] | None = None) -> list[Ent
     return [e for name in names for e in _entries_for(bundle, available[name])]
 
 
+def _default_artifact(cls: Any, bundle: Bundle) -> str | None:
+    """The backend's own choice (ONNX Runtime: the build's ``deploy.cpu``), else its first
+    preferred artifact the bundle has."""
+    if hasattr(cls, "default_artifact"):
+        return cls.default_artifact(bundle)
+    return next((a for a in getattr(cls, "PREFERRED", ()) if a in bundle.artifacts), None)
+
+
 def deployed_key(bundle: Bundle) -> str | None:
     """Key of the artifact the runtime would run here (``backend="auto"``), e.g. ``int8-cpu``.
 
@@ -129,6 +137,10 @@ def deployed_key(bundle: Bundle) -> str | None:
         return None
     arts = bundle.artifacts
     rule = next((r for r in RULES if r.backend == backend and r.artifact in (None, *arts)), None)
-    preferred = [a for a in getattr(BACKENDS.get(backend), "PREFERRED", ()) if a in arts]
+    cls = BACKENDS.get(backend)
+    default = getattr(cls, "default_artifact", None)
+    preferred = (
+        [default(bundle)] if default else [a for a in getattr(cls, "PREFERRED", ()) if a in arts]
+    )
     name = (rule.artifact if rule else None) or next(iter(preferred), None)
     return entry_key(arts[name], backend) if name else None

@@ -131,3 +131,24 @@ def test_the_real_tensorrt_runner_is_not_chosen_without_tensorrt(trt_bundle):
         pytest.skip("tensorrt is installed here")
     assert not is_backend_available("tensorrt")
     assert choose_backend(trt_bundle) == "ort"
+
+
+def test_precision_forces_an_artifact_over_the_deployed_one(tmp_path):
+    import json
+
+    from edgevision.backends.select import artifact_for_precision, create_runner
+    from edgevision.bundle import Bundle
+    from edgevision.errors import BackendError, ConfigError
+    from tests.helpers import tiny_bundle
+
+    path = tiny_bundle(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["deploy"] = {"cpu": {"artifact": "fp32", "why": "INT8 slower"}}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    bundle = Bundle.open(path)
+    assert bundle.deployed("cpu") == "fp32" and bundle.deployed("tensorrt") is None
+    assert create_runner(bundle, "ort", precision="fp32").name == "ort:fp32"
+    with pytest.raises(BackendError, match="has no int8 artifact for backend 'ort'"):
+        create_runner(bundle, "ort", precision="int8")
+    with pytest.raises(ConfigError, match="unknown precision 'int4'"):
+        artifact_for_precision(bundle, "ort", "int4")

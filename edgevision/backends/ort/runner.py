@@ -52,11 +52,19 @@ class OrtRunner(Runner):
     def from_bundle(
         cls, bundle: Bundle, artifact: str | None = None, threads: int = 0, **options: Any
     ) -> OrtRunner:
-        """A runner for ``artifact`` (default: ``int8-cpu`` if the bundle has it, else ``fp32``)."""
-        if artifact is None:
-            artifact = next((a for a in cls.PREFERRED if a in bundle.artifacts), "fp32")
+        """A runner for ``artifact`` (default: `default_artifact`)."""
+        artifact = artifact or cls.default_artifact(bundle)
         art = bundle.artifact(artifact)
         return cls(bundle.path(art.file), threads=threads, name=f"ort:{artifact}", **options)
+
+    @classmethod
+    def default_artifact(cls, bundle: Bundle) -> str:
+        """What the build deployed for the CPU (``deploy.cpu``: INT8 only where it measured
+        faster than FP32); for a bundle without that record, ``int8-cpu`` if present, else fp32."""
+        chosen = bundle.deployed("cpu")
+        if chosen is not None:
+            return chosen
+        return next((a for a in cls.PREFERRED if a in bundle.artifacts), "fp32")
 
     @classmethod
     def is_available(cls) -> bool:
