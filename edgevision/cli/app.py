@@ -16,7 +16,17 @@ from rich.console import Console
 from edgevision import __version__
 from edgevision.errors import EdgeVisionError
 
-COMMAND_MODULES = ("data", "train", "build", "inspect", "run", "profile", "doctor", "demo")
+COMMAND_MODULES = (
+    "data",
+    "train",
+    "build",
+    "engine",
+    "inspect",
+    "run",
+    "profile",
+    "doctor",
+    "demo",
+)
 
 app = typer.Typer(
     name="edgevision",

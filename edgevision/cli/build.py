@@ -1,4 +1,4 @@
-"""`edgevision build`: checkpoint or ONNX + spec → INT8 bundle; bundle → TensorRT engine."""
+"""`edgevision build`: checkpoint or ONNX + spec → INT8 bundle (the engine: `edgevision engine`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ until the budget is met; the report lists them, the accuracy before and after an
 price. When even the worst --max-float-layers in float miss it, the build fails and writes
 nothing. --analyze adds the sensitivity table (JSON, markdown, PNG) to the report.
 
-When INPUT is an existing bundle, --target tensorrt builds its TensorRT engine on this device."""
+A bundle's TensorRT engine is built on the device with `edgevision engine BUNDLE`."""
 
 
 def register(app: typer.Typer) -> None:
@@ -45,16 +45,17 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(0, help="CPU threads for torch/ORT (0 = default)."),
         exporter: str = typer.Option("dynamo", help="ONNX exporter: dynamo or legacy."),
         cache_dir: Path | None = typer.Option(None, help="Calibration cache folder."),
-        target: str | None = typer.Option(None, help="Bundle input: 'tensorrt' builds an engine."),
-        precision: str = typer.Option("int8", help="Engine precision: int8, fp16, fp32."),
-        workspace_mb: int = typer.Option(1024, help="Engine builder workspace (MiB)."),
-        max_batch: int = typer.Option(8, help="Engine optimisation profile's max batch."),
-        dla_core: int | None = typer.Option(None, help="Build for this DLA core (Jetson)."),
-        fp16_fallback: bool = typer.Option(False, help="Allow FP16 for layers INT8 lacks."),
-        opt_level: int = typer.Option(3, help="TensorRT builder optimisation level 0-5."),
-        timing_cache: Path | None = typer.Option(None, help="TensorRT timing cache file."),
-        engine_cache: Path | None = typer.Option(None, help="Put engines here, not in the bundle."),
-        rebuild_if_stale: bool = typer.Option(False, help="Replace an engine built differently."),
+        # Deprecated `build BUNDLE --target tensorrt …`, kept working: see `edgevision engine`.
+        target: str | None = typer.Option(None, hidden=True),
+        precision: str = typer.Option("int8", hidden=True),
+        workspace_mb: int = typer.Option(1024, hidden=True),
+        max_batch: int = typer.Option(8, hidden=True),
+        dla_core: int | None = typer.Option(None, hidden=True),
+        fp16_fallback: bool = typer.Option(False, hidden=True),
+        opt_level: int = typer.Option(3, hidden=True),
+        timing_cache: Path | None = typer.Option(None, hidden=True),
+        engine_cache: Path | None = typer.Option(None, hidden=True),
+        rebuild_if_stale: bool = typer.Option(False, hidden=True),
         force: bool = typer.Option(False, help="--out may replace a non-empty, non-bundle folder."),
     ) -> None:
         from edgevision.compile.source import is_bundle
@@ -110,6 +111,10 @@ def _split_list(text: str) -> tuple[str, ...]:
 
 
 def _build_engine(console: Console, bundle: Path, target: str | None, opts: dict[str, Any]) -> None:
+    """The deprecated form `edgevision build BUNDLE --target tensorrt`: `edgevision engine`."""
+    from rich.markup import escape
+
+    from edgevision.cli.engine import build_device_engine
     from edgevision.compile.source import is_bundle
     from edgevision.errors import ConfigError
 
@@ -121,13 +126,11 @@ def _build_engine(console: Console, bundle: Path, target: str | None, opts: dict
     if target != "tensorrt":
         raise ConfigError(
             f"{bundle} is already a bundle" + (f"; unknown --target {target!r}" if target else ""),
-            "add --target tensorrt to build its TensorRT engine on this device",
+            f"to build its TensorRT engine on this device: edgevision engine {bundle}",
         )
-    from edgevision.backends.tensorrt.engine import build_engine
-
-    with console.status("building the TensorRT engine (minutes on a Jetson)…"):
-        record = build_engine(bundle, min_batch=1, opt_batch=1, **opts)
-    console.print(
-        f"[green]engine[/] {record.path} ({record.precision}, {record.gpu_name}, "
-        f"TensorRT {record.trt_version}, {record.build_seconds:.0f} s)"
+    Console(stderr=True, soft_wrap=True).print(
+        "[yellow]warning:[/] `edgevision build BUNDLE --target tensorrt` is deprecated; use "
+        f"`edgevision engine {escape(str(bundle))}` (same options)",
+        highlight=False,
     )
+    build_device_engine(console, bundle, opts)

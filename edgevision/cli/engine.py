@@ -1,0 +1,70 @@
+"""`edgevision engine`: a bundle → its TensorRT engine, built on the device that will run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+HELP = """Build BUNDLE's TensorRT engine on this device and record it in the bundle.
+
+An engine is tied to the GPU and the TensorRT version it was built with, so it is built where it
+runs. --precision int8 builds the Q/DQ model (model.int8.trt.onnx), fp16 and fp32 the FP32 one.
+The engine goes beside the bundle (or into --engine-cache, also used when the bundle folder is
+read-only), recorded with what it was built for; `edgevision run` and `profile` pick it up. An
+engine of the same name built with other options is replaced only with --rebuild-if-stale. When
+the bundle's calibration images are on this machine, the engine is compared with FP32 ONNX
+Runtime and the figures are recorded."""
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the app."""
+
+    @app.command("engine", help=HELP)
+    def engine_cmd(
+        bundle: Path = typer.Argument(..., help="Bundle folder (from `edgevision build`)."),
+        precision: str = typer.Option("int8", help="Engine precision: int8, fp16, fp32."),
+        workspace_mb: int = typer.Option(1024, help="Engine builder workspace (MiB)."),
+        max_batch: int = typer.Option(8, help="Engine optimisation profile's max batch."),
+        dla_core: int | None = typer.Option(None, help="Build for this DLA core (Jetson)."),
+        fp16_fallback: bool = typer.Option(False, help="Allow FP16 for layers INT8 lacks."),
+        opt_level: int = typer.Option(3, help="TensorRT builder optimisation level 0-5."),
+        timing_cache: Path | None = typer.Option(None, help="TensorRT timing cache file."),
+        engine_cache: Path | None = typer.Option(None, help="Put engines here, not in the bundle."),
+        rebuild_if_stale: bool = typer.Option(False, help="Replace an engine built differently."),
+    ) -> None:
+        options = dict(
+            precision=precision,
+            workspace_mb=workspace_mb,
+            max_batch=max_batch,
+            dla_core=dla_core,
+            fp16_fallback=fp16_fallback,
+            opt_level=opt_level,
+            timing_cache=timing_cache,
+            engine_cache=engine_cache,
+            rebuild_if_stale=rebuild_if_stale,
+        )
+        build_device_engine(Console(), bundle, options)
+
+
+def build_device_engine(console: Console, bundle: Path, options: dict[str, Any]) -> None:
+    """Build (or reuse) the engine of ``bundle`` with ``options`` (`build_engine`'s keywords)
+    at batch 1..max_batch, and print what was built."""
+    from edgevision.compile.source import is_bundle
+    from edgevision.errors import ConfigError
+
+    if not is_bundle(bundle):
+        raise ConfigError(
+            f"`edgevision engine` builds an engine from a bundle, and {bundle} is not one",
+            "build the bundle first: edgevision build RUN --out BUNDLE",
+        )
+    from edgevision.backends.tensorrt import build_engine
+
+    with console.status("building the TensorRT engine (minutes on a Jetson)…"):
+        record = build_engine(bundle, min_batch=1, opt_batch=1, **options)
+    console.print(
+        f"[green]engine[/] {record.path} ({record.precision}, {record.gpu_name}, "
+        f"TensorRT {record.trt_version}, {record.build_seconds:.0f} s)"
+    )
