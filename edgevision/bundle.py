@@ -13,7 +13,7 @@ Layout::
 A bundle is a closed box: every path in the manifest is a plain relative POSIX path inside the
 folder, every artifact's file is listed in ``files`` with the same SHA-256, and the folder holds
 no symbolic link and no file the manifest does not list. The one exception are the TensorRT
-engines that `edgevision.backends.tensorrt.engine` writes after the build: recorded under
+engines that `edgevision.backends.tensorrt.build` writes after the build: recorded under
 ``"engines"`` (and verified by their own records), with a timing cache those records name.
 
 Torch-free: the vehicle reads bundles.
@@ -411,7 +411,7 @@ def _engine_records(root: Path, manifest: dict[str, Any]) -> dict[str, dict[str,
             raise BundleError(
                 f"bundle {root}: {MANIFEST} engines entry {name!r} is not a TensorRT engine "
                 f"file name (<model>…{ENGINE_SUFFIX} in the bundle's top folder)",
-                "rebuild the engine with `edgevision build BUNDLE --target tensorrt`",
+                "rebuild the engine with `edgevision engine BUNDLE`",
             )
         _check_engine_record(root, name, record)
     return engines
@@ -437,7 +437,7 @@ def _check_engine_record(root: Path, name: str, record: Any) -> None:
     if bad:
         raise BundleError(
             f"bundle {root}: {MANIFEST} engine record {name!r} {bad}",
-            "rebuild the engine with `edgevision build BUNDLE --target tensorrt`",
+            "rebuild the engine with `edgevision engine BUNDLE`",
         )
 
 

@@ -171,7 +171,7 @@ def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
     if is_bundle(config.input):
         raise BuildError(
             f"{config.input} is already a bundle",
-            "to build a TensorRT engine from it, add --target tensorrt",
+            "to build its TensorRT engine on the device: edgevision engine BUNDLE",
         )
     started = time.perf_counter()
     timings: dict[str, float] = {}

@@ -79,7 +79,7 @@ def test_build_errors_exit_2_without_traceback(run_dir, built, tmp_path, capsys)
     code, _, err = _run(["build", str(run_dir)], capsys)
     assert code == 2 and "no --out" in err
     code, _, err = _run(["build", str(built.out)], capsys)
-    assert code == 2 and "already a bundle" in err and "--target tensorrt" in err
+    assert code == 2 and "already a bundle" in err and "edgevision engine" in err
     code, _, err = _run(["build", str(run_dir), "--target", "tensorrt"], capsys)
     assert code == 2 and "is not one" in err
 

@@ -130,7 +130,7 @@ class TrtRunner(Runner):
         if callable(self._source):
             self._take(self._source())
         if self.record is not None and (problem := file_problem(self.record)) is not None:
-            raise StaleEngineError(problem, "rebuild: edgevision build BUNDLE --target tensorrt")
+            raise StaleEngineError(problem, "rebuild: edgevision engine BUNDLE")
         if not self.engine_path.is_file():
             raise BackendError(f"TensorRT engine {self.engine_path} does not exist")
         memory = open_memory(self.memory_name)
@@ -153,7 +153,7 @@ class TrtRunner(Runner):
             raise BackendError(
                 f"TensorRT {trt.__version__} cannot load engine {self.engine_path}: {detail}",
                 "engines only load with the TensorRT version and GPU they were built for; "
-                "rebuild it here with `edgevision build BUNDLE --target tensorrt`",
+                "rebuild it here with `edgevision engine BUNDLE`",
             )
         self._context = self._engine.create_execution_context()
         self._stream = memory.create_stream()
@@ -222,7 +222,7 @@ class TrtRunner(Runner):
                 f"input {b.name!r} shape {list(shape)} is outside the engine's profile "
                 f"{list(b.min_shape)}..{list(b.max_shape)}",
                 "feed a batch within the engine's range, or rebuild it with a larger "
-                "max_batch (edgevision build BUNDLE --target tensorrt --max-batch N)",
+                "max_batch (edgevision engine BUNDLE --max-batch N)",
             )
         self._set_shape(b.name, shape)
         view = b.host[: array.nbytes]

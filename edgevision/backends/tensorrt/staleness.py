@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from edgevision.backends.tensorrt.cuda_memory import CudaMemory
     from edgevision.bundle import Bundle
 
-BUILD_FIX = "run `edgevision build {bundle} --target tensorrt` on this device"
+BUILD_FIX = "run `edgevision engine {bundle}` on this device"
 
 # What makes an engine unusable here, in the order a message lists them.
 _IDENTITY = (
@@ -143,7 +143,7 @@ class EngineRecord:
         if missing:
             raise BundleError(
                 f"engine record in {base} lacks {', '.join(missing)}",
-                "rebuild the engine with `edgevision build BUNDLE --target tensorrt`",
+                "rebuild the engine with `edgevision engine BUNDLE`",
             )
         values = {k: v for k, v in data.items() if k in known}
         path = Path(values["path"])

@@ -24,7 +24,7 @@ def import_tensorrt() -> Any:
             f"TensorRT is not installed on this machine ({exc})",
             "on a Jetson it ships with JetPack; elsewhere `pip install 'edgevision[tensorrt]'` "
             "(CUDA 12 driver) or `pip install tensorrt-cu13` (CUDA 13), then build the engine "
-            "with `edgevision build BUNDLE --target tensorrt` on the device",
+            "with `edgevision engine BUNDLE` on the device",
         ) from None
     return tensorrt
 

@@ -157,7 +157,7 @@ def test_batch_outside_the_profile(trt, trt_bundle):
 def test_no_engine_says_to_build_on_the_device(trt, trt_bundle):
     with pytest.raises(BackendError, match="has no TensorRT int8 engine") as exc:
         TrtRunner.from_bundle(Bundle.open(trt_bundle))
-    assert f"edgevision build {trt_bundle} --target tensorrt" in exc.value.fix
+    assert f"edgevision engine {trt_bundle}" in exc.value.fix
 
 
 @pytest.mark.parametrize(

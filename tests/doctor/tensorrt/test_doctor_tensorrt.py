@@ -31,5 +31,5 @@ def test_a_fitting_engine_runs_and_a_stale_one_is_named(make_trt, cudart, trt_bu
     runner = json.loads(out.read_text())["bundle"]["steps"][-1]
     assert runner["ok"] is False
     assert "TensorRT version: built for 10.3.0, here 11.2.0" in runner["detail"]
-    assert "--target tensorrt" in runner["fix"]
+    assert "edgevision engine" in runner["fix"]
     assert runner["fix"].endswith("or run it on the CPU: --backend ort")
