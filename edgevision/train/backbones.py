@@ -63,6 +63,7 @@ def create_model(
     num_classes: int = 1000,
     weights: str | os.PathLike[str] | None = "default",
     drop_rate: float = 0.0,
+    img_size: tuple[int, int] | None = None,
 ) -> torch.nn.Module:
     """A timm model with a fresh ``num_classes`` linear head.
 
@@ -70,6 +71,8 @@ def create_model(
     timm's own pretrained download; ``None`` starts from random weights; a path loads a local
     checkpoint (``.safetensors`` or a ``torch.load(weights_only=True)`` state dict). The
     ImageNet classifier is dropped and a new head of ``num_classes`` outputs is created.
+    ``img_size`` (height, width) goes to models built for one input size (ViT, DeiT, …); the
+    model is then checked to take that size, so a size it cannot take fails here, clearly.
     """
     import timm
 
@@ -80,7 +83,7 @@ def create_model(
         )
     use_timm_download = weights == "default" and name not in SHIPPED_WEIGHTS
     try:
-        model = timm.create_model(name, pretrained=use_timm_download, drop_rate=drop_rate)
+        model = _timm_model(name, use_timm_download, drop_rate, img_size)
     except Exception as exc:  # network errors from the hub surface as many types
         raise EdgeVisionError(
             f"cannot fetch timm's pretrained weights for {name!r}: {exc}",
@@ -91,7 +94,45 @@ def create_model(
     elif weights not in (None, "default"):
         _load_local_weights(model, Path(weights))
     model.reset_classifier(num_classes)
+    if img_size is not None:
+        _check_input_size(model, name, img_size)
     return model
+
+
+def _timm_model(
+    name: str, pretrained: bool, drop_rate: float, img_size: tuple[int, int] | None
+) -> torch.nn.Module:
+    """``timm.create_model``, with ``img_size`` for the models whose constructor takes one."""
+    import timm
+
+    if img_size is not None:
+        try:
+            return timm.create_model(
+                name, pretrained=pretrained, drop_rate=drop_rate, img_size=tuple(img_size)
+            )
+        except TypeError as exc:  # a convnet's constructor has no img_size: it takes any size
+            if "img_size" not in str(exc):
+                raise
+    return timm.create_model(name, pretrained=pretrained, drop_rate=drop_rate)
+
+
+def _check_input_size(model: torch.nn.Module, name: str, img_size: tuple[int, int]) -> None:
+    """One forward pass at ``img_size``; a model that cannot take it is one clear error."""
+    import torch
+
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, *img_size))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        default = model.pretrained_cfg.get("input_size", (3, "?", "?"))[1:]
+        raise EdgeVisionError(
+            f"backbone {name!r} cannot take {img_size[0]}x{img_size[1]} input: {first}",
+            f"use --size {default[0]} (its default) or a size it supports",
+        ) from None
+    finally:
+        model.train(training)
 
 
 def _load_local_weights(model: torch.nn.Module, path: Path) -> None:

@@ -141,7 +141,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     resolved = resolve_checkpoint(path)
     payload = read_checkpoint(resolved)
     spec = ModelSpec.from_dict(payload["spec"])
-    model = create_model(payload["backbone"], num_classes=spec.num_classes, weights=None)
+    model = create_model(
+        payload["backbone"], num_classes=spec.num_classes, weights=None, img_size=spec.input_size
+    )
     model.load_state_dict(payload["state_dict"])
     model.eval()
     known = {"format", "version", "backbone", "state_dict", "spec", "config"}

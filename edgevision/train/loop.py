@@ -190,7 +190,9 @@ def _make_spec(config: TrainConfig, split: Split) -> ModelSpec:
 def _build_model(config: TrainConfig, spec: ModelSpec, log: NullLog) -> torch.nn.Module:
     torch.manual_seed(config.seed)  # the new head's initial weights
     weights = None if config.resume else config.weights
-    model = create_model(config.backbone, spec.num_classes, weights, config.dropout)
+    model = create_model(
+        config.backbone, spec.num_classes, weights, config.dropout, img_size=spec.input_size
+    )
     trainable, total = apply_freeze(model, config.freeze)
     source = {None: "random init", "default": "ImageNet weights"}.get(config.weights)
     log.info(
@@ -207,14 +209,14 @@ def _setup(config: TrainConfig, ctx: dist_.DistContext) -> _Run:
     split = _load_split(config, store)
     spec = _make_spec(config, split)
     _announce_data(log, split)
-    if ctx.is_main and not config.resume:
-        split.save(config.run_dir / SPLIT_JSON)
-        spec.save(config.run_dir / SPEC_JSON)
-        atomic_write_json(config.run_dir / CONFIG_JSON, config.to_dict())
     augment = Augmenter(config.augment, config.hflip)
     datasets = make_datasets(split, spec, store, augment, config.seed)
     # channels_last: oneDNN's and cuDNN's fast path for depthwise convs (~1.5x on 2 CPU cores)
     model = _build_model(config, spec, log).to(ctx.device, memory_format=_MEMORY_FORMAT)
+    if ctx.is_main and not config.resume:  # only once the model takes the data's size
+        split.save(config.run_dir / SPLIT_JSON)
+        spec.save(config.run_dir / SPEC_JSON)
+        atomic_write_json(config.run_dir / CONFIG_JSON, config.to_dict())
     run = _with_optimizer(config, ctx, log, split, spec, model, datasets)
     torch.manual_seed(config.seed + 7919 * ctx.rank)  # dropout: a different stream per rank
     if config.resume:
