@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class CalibrationAdvice:
     settled_at: int | None  # None: not settled (still moving at N, or too few prefixes)
     recommended: int | None
     from_cache: bool = False
+    available: int | None = None  # images the calibration source holds (None: unknown)
 
     @property
     def enough(self) -> bool | None:
@@ -81,16 +82,24 @@ class CalibrationAdvice:
             return (
                 f"calibration ranges still move at {self.size} images (last step "
                 f"{100 * last:.1f}% > {tol} in {self.moved_most[-1]}; 90% of tensors < "
-                f"{100 * typical:.1f}%): use more images, e.g. --calib-size {self.recommended}"
+                f"{100 * typical:.1f}%): {self._grow()}"
             )
-        verdict = (
-            "the set is large enough"
-            if self.enough
-            else f"add images (--calib-size {self.recommended})"
-        )
+        verdict = "the set is large enough" if self.enough else self._grow()
         return (
             f"calibration ranges settled at {self.settled_at} of {self.size} images "
             f"(every later change < {tol}); {self.recommended} recommended, {verdict}"
+        )
+
+    def _grow(self) -> str:
+        """How to reach ``recommended``: a larger --calib-size while the source has images,
+        else how many more images the source needs (never more than it holds via the size)."""
+        if self.available is None or (self.recommended or 0) <= self.available:
+            return f"use more images: --calib-size {self.recommended}"
+        short = self.recommended - self.available
+        grow = f"use --calib-size {self.available} and " if self.available > self.size else ""
+        return (
+            f"the calibration source holds only {self.available} images: {grow}add "
+            f"{short} more images (from the camera) to --calib"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,12 +146,13 @@ def advise_calibration_size(
     )
     cached = _load(path, key)
     if cached is not None:
-        return cached
+        return replace(cached, available=calib.stats.get("available"))
     prefixes = prefix_sizes(len(calib), start)
     snapshots = _prefix_ranges(
         Path(model_path), calib.tensors, prefixes, threads, batch_size, track
     )
     advice = _advice(len(calib), tolerance, prefixes, snapshots, start)
+    advice = replace(advice, available=calib.stats.get("available"))
     atomic_write_text(path, json.dumps({"edgevision_key": key, "advice": advice.to_dict()}))
     return advice
 
@@ -247,7 +257,8 @@ def _ranges(data: Any) -> dict[str, tuple[float, float]]:
 
 def _load(path: Path, key: dict[str, Any]) -> CalibrationAdvice | None:
     def advice(raw: dict[str, Any]) -> CalibrationAdvice:
-        fields = {k: raw["advice"][k] for k in CalibrationAdvice.__dataclass_fields__}
+        saved = raw["advice"]
+        fields = {k: saved[k] for k in CalibrationAdvice.__dataclass_fields__ if k in saved}
         return CalibrationAdvice(**(fields | {"from_cache": True}))
 
     return read_keyed_cache(path, key, advice, "calibration advice")

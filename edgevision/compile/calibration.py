@@ -137,6 +137,7 @@ def collect_calibration(
             "add images (a few hundred, covering every class and lighting condition)",
         )
     calib = CalibrationSet(root, description, images, np.stack(tensors), skipped)
+    calib.stats["available"] = len(candidates)  # what --calib-size could grow to
     _check_set(calib, spec, split, source is None, seed)
     for message in calib.warnings:
         log.warning(message)

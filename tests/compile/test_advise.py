@@ -1,5 +1,7 @@
 """Calibration advisor: range changes on growing prefixes, where they settle, the advice."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -36,6 +38,21 @@ def test_settles_where_every_later_change_is_small():
     assert moving.settled_at is None and moving.recommended == 256 and not moving.enough
     assert "still move at 128 images" in moving.message() and "--calib-size 256" in moving.message()
     assert "too few" in _advice(16, 0.05, [16], snaps[:1], 16).message()
+
+
+def test_never_recommends_more_images_than_the_source_holds():
+    snaps = [{"a": (0.0, 1.0)}, {"a": (0.0, 2.0)}, {"a": (0.0, 2.0)}]  # settles at 512
+    advice = _advice(546, 0.05, [256, 512, 546], snaps, 256)
+    assert advice.settled_at == 512 and advice.recommended == 1024
+    text = replace(advice, available=546).message()  # the whole source is in the set
+    assert "--calib-size 1024" not in text
+    assert "holds only 546 images: use add 478 more" not in text
+    assert "the calibration source holds only 546 images: add 478 more images" in text
+    # A larger --calib-size helps, but not enough; or is all it takes.
+    assert (
+        "use --calib-size 800 and add 224 more images" in replace(advice, available=800).message()
+    )
+    assert "use more images: --calib-size 1024" in replace(advice, available=5000).message()
 
 
 def _calib(tensors: np.ndarray, tmp_path) -> CalibrationSet:
