@@ -121,10 +121,14 @@ class EngineRecord:
 
     @property
     def environment(self) -> Environment:
+        """The machine the engine was built for."""
         return Environment(
-            self.trt_version, self.gpu_name, self.compute_capability, self.multiprocessors,
-            self.memory_gib,
-        )  # fmt: skip
+            trt_version=self.trt_version,
+            gpu_name=self.gpu_name,
+            compute_capability=self.compute_capability,
+            multiprocessors=self.multiprocessors,
+            memory_gib=self.memory_gib,
+        )
 
     def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
         """JSON-ready; ``path`` is relative when the engine is inside ``relative_to``."""
