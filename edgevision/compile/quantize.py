@@ -24,7 +24,7 @@ from edgevision.compile.calibrate import CalibrationRanges, quantizable_op_types
 from edgevision.compile.cpu_tuning import global_pool_as_op, pad_input_channels
 from edgevision.compile.graph import GraphIndex
 from edgevision.compile.rounding import DEFAULT_RECIPE, RECIPES, load_statistics, round_weights
-from edgevision.compile.trt_check import check_tensorrt_qdq
+from edgevision.compile.trt_check import check_tensorrt_qdq, strip_unused_opsets
 from edgevision.errors import BuildError
 from edgevision.registry import Registry
 
@@ -167,12 +167,14 @@ def quantize_for_target(
             round_weights(model, fp32, load_statistics(stats), recipe, nodes_to_exclude)
         float_inputs(model, fp32, nodes_to_exclude)
         onnx.save(model, str(out))
+    model = onnx.load(str(out))
+    changed = strip_unused_opsets(model)
     if finalize and target_recipe.finalize is not None:
-        model = onnx.load(str(out))
-        if target_recipe.finalize(model):
-            onnx.save(model, str(out))
+        changed = target_recipe.finalize(model) or changed
+    if changed:
+        onnx.save(model, str(out))
     if target_recipe.verify is not None:
-        problems = target_recipe.verify(onnx.load(str(out)))
+        problems = target_recipe.verify(model)
         if nodes_to_exclude:  # everything in float is a float model, not a broken one
             problems = [p for p in problems if "no QuantizeLinear/DequantizeLinear" not in p]
         if problems:

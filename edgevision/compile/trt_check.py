@@ -82,9 +82,31 @@ def check_tensorrt_qdq(
 
 def _check_opset(model: onnx.ModelProto) -> list[str]:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    problems = []
     if opset < MIN_OPSET:
-        return [f"opset {opset} < {MIN_OPSET}: per-axis Q/DQ needs opset >= {MIN_OPSET}"]
-    return []
+        problems.append(f"opset {opset} < {MIN_OPSET}: per-axis Q/DQ needs opset >= {MIN_OPSET}")
+    # A contrib domain declared without nodes still makes TensorRT's parser look for its ops.
+    foreign = sorted({o.domain for o in model.opset_import} - STANDARD_DOMAINS)
+    if foreign:
+        problems.append(
+            f"imports non-standard opset domain(s) {foreign}; TensorRT parses ONNX only"
+        )
+    return problems
+
+
+STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
+
+
+def strip_unused_opsets(model: onnx.ModelProto) -> bool:
+    """Drop opset imports no node uses (ORT's tools leave com.microsoft.nchwc, ai.onnx.training,
+    …); the standard domain stays. Whether anything was dropped."""
+    used = {n.domain for n in model.graph.node} | STANDARD_DOMAINS
+    keep = [o for o in model.opset_import if o.domain in used]
+    if len(keep) == len(model.opset_import):
+        return False
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    return True
 
 
 def _label(node: Any) -> str:

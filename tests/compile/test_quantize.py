@@ -109,6 +109,10 @@ def _contrib_domain(m):
     _qdq(m, "QuantizeLinear", weight=False).domain = "com.microsoft"
 
 
+def _contrib_import(m):
+    m.opset_import.append(helper.make_opsetid("com.microsoft.nchwc", 1))
+
+
 @pytest.mark.parametrize(
     ("how", "expected"),
     [
@@ -119,6 +123,7 @@ def _contrib_domain(m):
         (_per_axis_activation, "activation has a per-axis scale"),
         (_old_opset, "opset 12 < 13"),
         (_contrib_domain, "domain 'com.microsoft'"),
+        (_contrib_import, "non-standard opset domain(s) ['com.microsoft.nchwc']"),
     ],
 )
 def test_checker_catches_each_broken_rule(quantized, how, expected):
@@ -144,9 +149,27 @@ def test_checker_catches_quantized_bias_and_raises_with_all(quantized, tmp_path)
         calibration_cache_path=str(ranges.cache_path),
     )
     problems = check_tensorrt_qdq(out)
-    assert len(problems) == 2 and all("bias is quantized" in p for p in problems)
-    with pytest.raises(BuildError, match=r"breaks 2 TensorRT Q/DQ rule\(s\)"):
+    # ORT's raw output also declares contrib domains no node uses (our artifacts strip them).
+    assert len(problems) == 3 and "non-standard opset domain(s)" in problems[0]
+    assert all("bias is quantized" in p for p in problems[1:])
+    with pytest.raises(BuildError, match=r"breaks 3 TensorRT Q/DQ rule\(s\)"):
         check_tensorrt_qdq(out, raise_on_error=True)
+
+
+def test_artifacts_import_only_the_domains_their_nodes_use(quantized):
+    for target in ("cpu", "tensorrt"):
+        model = onnx.load(str(quantized[target]))
+        assert {o.domain for o in model.opset_import} == {n.domain for n in model.graph.node}
+
+
+def test_strip_unused_opsets(quantized):
+    from edgevision.compile.trt_check import strip_unused_opsets
+
+    model = onnx.load(str(quantized["tensorrt"]))
+    for domain in ("com.microsoft.nchwc", "org.pytorch.aten", "ai.onnx.training"):
+        model.opset_import.append(helper.make_opsetid(domain, 1))
+    assert strip_unused_opsets(model) and not strip_unused_opsets(model)
+    assert [o.domain for o in model.opset_import] == [""]
 
 
 def test_nodes_to_exclude_stay_float(quantized, tmp_path):
