@@ -40,6 +40,17 @@ def register(app: typer.Typer) -> None:
             True, help="Over --max-drop: keep sensitive layers in float (else fail)."
         ),
         max_float_layers: int = typer.Option(8, help="Worst layers the search may keep float."),
+        min_agreement: float = typer.Option(
+            99.0,
+            help="INT8 agreement with FP32, % (below: a warning; with --max-drop: fails).",
+        ),
+        exclude_nodes: str = typer.Option("", help="Keep these nodes in float (comma-separated)."),
+        exclude_op_types: str = typer.Option(
+            "", help="Keep every node of these op types in float."
+        ),
+        deploy_by_latency: bool = typer.Option(
+            True, help="Time FP32 vs INT8 here; deploy INT8 for cpu only where it is faster."
+        ),
         analyze: bool = typer.Option(False, help="Write the layer sensitivity table to report."),
         advise: bool = typer.Option(True, help="Calibration advisor (ranges vs set size)."),
         threads: int = typer.Option(0, help="CPU threads for torch/ORT (0 = default)."),
@@ -98,6 +109,10 @@ def register(app: typer.Typer) -> None:
             analyze=analyze,
             advise=advise,
             force=force,
+            min_agreement=min_agreement,
+            nodes_to_exclude=_split_list(exclude_nodes),
+            exclude_op_types=_split_list(exclude_op_types),
+            deploy_by_latency=deploy_by_latency,
         )
         from edgevision.compile.console import log_to, print_result, rich_tracker
 

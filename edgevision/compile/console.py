@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from edgevision.compile import BuildResult
@@ -74,6 +75,10 @@ def print_result(console: Console, result: BuildResult) -> None:
     )
     if result.advice is not None:
         console.print(f"calibration advisor: {result.advice.message()}", markup=False)
+    for target, record in (result.manifest.get("deploy") or {}).items():
+        console.print(f"deploy {target}: {record['artifact']} ({record['why']})", markup=False)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
     if result.budget is not None:
         print_budget(console, result)
     if result.sensitivity is not None:

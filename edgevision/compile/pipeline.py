@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ class BuildConfig:
     export_check_images: int = 64
     cache_dir: Path | None = None
     nodes_to_exclude: tuple[str, ...] = ()
+    exclude_op_types: tuple[str, ...] = ()  # every node of these types stays float
     seed: int = 0
     batch_size: int = 16
     search_float: bool = True  # over --max-drop: keep the most sensitive layers in float
@@ -100,6 +101,7 @@ class BuildConfig:
                 setattr(self, name, Path(value))
         self.targets = tuple(self.targets)
         self.nodes_to_exclude = tuple(self.nodes_to_exclude)
+        self.exclude_op_types = tuple(self.exclude_op_types)
 
     def validate(self) -> None:
         """Reject bad options before any work, naming the option and the fix."""
@@ -193,6 +195,7 @@ def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
             check = _check_export(source, fp32, calib, config, track)
         with _timed(timings, "calibrate"):
             prep = prepare_for_quantization(fp32, work / "model.prep.onnx")
+            config = _with_op_types_excluded(config, prep)
             ranges = calibrate(
                 prep,
                 calib,
@@ -300,15 +303,47 @@ def _check_export(
     )
 
 
+def _with_op_types_excluded(config: BuildConfig, prep: Path) -> BuildConfig:
+    """``exclude_op_types`` as node names of the pre-processed model, added to the config's."""
+    if not config.exclude_op_types:
+        return config
+    import onnx
+
+    nodes = onnx.load(str(prep), load_external_data=False).graph.node
+    present = {n.op_type for n in nodes}
+    missing = [t for t in config.exclude_op_types if t not in present]
+    if missing:
+        raise ConfigError(
+            f"--exclude-op-types {', '.join(missing)}: the model has no node of that type",
+            f"its op types: {', '.join(sorted(present))}",
+        )
+    chosen = [n.name for n in nodes if n.op_type in config.exclude_op_types]
+    log.info("--exclude-op-types keeps %d node(s) in float", len(chosen))
+    return replace(
+        config, nodes_to_exclude=tuple(dict.fromkeys([*config.nodes_to_exclude, *chosen]))
+    )
+
+
 def _quantize(
     prep: Path, ranges: CalibrationRanges, config: BuildConfig, work: Path
 ) -> dict[str, Path]:
     out = {}
     for name in config.targets:
         target = TARGETS.get(name)
-        out[target.artifact] = quantize_for_target(
-            prep, ranges, name, work / target.file, config.nodes_to_exclude
-        )
+        try:
+            out[target.artifact] = quantize_for_target(
+                prep, ranges, name, work / target.file, config.nodes_to_exclude
+            )
+        except BuildError as exc:
+            others = [t for t in config.targets if t != name]
+            raise BuildError(
+                f"target {name}: {exc.message}",
+                f"build the other target(s) alone with --targets {','.join(others)}, or keep "
+                "the offending nodes in float with --exclude-nodes NAME,… / --exclude-op-types"
+                if others
+                else "keep the offending nodes in float with --exclude-nodes NAME,… or "
+                "--exclude-op-types TYPE,…",
+            ) from None
     return out
 
 

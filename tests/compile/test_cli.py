@@ -133,3 +133,44 @@ def test_sigterm_during_build_leaves_no_temp_folder(spec, data_dir, tmp_path):
     assert proc.returncode in (1, 130) and b"Traceback" not in err  # click: Aborted!, or ours
     left = [p.name for p in temp.iterdir() if p.name != ".ses"]  # ORT's import writes .ses
     assert left == [] and not (tmp_path / "b").exists()
+
+
+def test_exclude_options_reach_the_artifacts(fp32_onnx, spec, data_dir, tmp_path, capsys):
+    import onnx
+
+    spec_file = spec.save(tmp_path / "spec.json")
+    base = ["build", str(fp32_onnx), "--spec", str(spec_file), "--calib", str(data_dir)]
+    base += ["--calib-size", "16", "--targets", "cpu", "--threads", "1", "--no-advise"]
+    out = _ok([*base, "--out", str(tmp_path / "b"), "--exclude-op-types", "Gemm"], capsys)
+    assert "deploy cpu:" in out
+    bundle = Bundle.open(tmp_path / "b")
+    gemm = [n for n in onnx.load(str(fp32_onnx)).graph.node if n.op_type == "Gemm"]
+    assert bundle.manifest["artifacts"]["int8-cpu"]["float_nodes"] == [gemm[0].name]
+    code, _, err = _run([*base, "--out", str(tmp_path / "c"), "--exclude-op-types", "LSTM"], capsys)
+    assert code == 2 and "has no node of that type" in err and "Conv" in err
+    code, _, err = _run([*base, "--out", str(tmp_path / "d"), "--exclude-nodes", "nope"], capsys)
+    assert code == 2 and "['nope'] are not nodes of" in " ".join(err.split())
+
+
+def test_a_target_that_fails_its_check_names_itself_and_the_fix(
+    fp32_onnx, spec, data_dir, monkeypatch, tmp_path
+):
+    import edgevision.compile.pipeline as pipeline
+    from edgevision.compile import build_bundle
+    from edgevision.compile.pipeline import BuildConfig
+    from edgevision.errors import BuildError
+
+    def broken(prep, ranges, name, out, nodes):
+        if name == "tensorrt":
+            raise BuildError("the tensorrt INT8 model fails its checks (1):\n  - bias is quantized")
+        return real(prep, ranges, name, out, nodes)
+
+    real = pipeline.quantize_for_target
+    monkeypatch.setattr(pipeline, "quantize_for_target", broken)
+    spec_file = spec.save(tmp_path / "spec.json")
+    config = BuildConfig(
+        input=fp32_onnx, out=tmp_path / "x", spec=spec_file, calib=str(data_dir), calib_size=16
+    )
+    with pytest.raises(BuildError, match="^target tensorrt: the tensorrt INT8") as info:
+        build_bundle(config)
+    assert "--targets cpu" in info.value.fix and "--exclude-nodes" in info.value.fix
