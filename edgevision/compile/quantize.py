@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,25 +98,119 @@ def prepare_for_quantization(
 ) -> Path:
     """ORT's quantization pre-processing: symbolic shape inference + graph optimisation.
 
-    Then a global-mean ReduceMean becomes GlobalAveragePool (`cpu_tuning.global_pool_as_op`,
-    the same computation), which the quantizer quantizes, so an INT8 classifier's tail does not
+    Where ORT's symbolic shape inference gives up (legacy exports with a dynamic batch whose
+    shapes are computed in the graph, e.g. EfficientViT's window padding), it is done again
+    with ONNX's own shape inference alone, which quantizes the same graph there.
+    Then a bias initializer that other nodes read too gets its own copy (`unshare_biases`), and
+    a global-mean ReduceMean becomes GlobalAveragePool (`cpu_tuning.global_pool_as_op`, the
+    same computation), which the quantizer quantizes, so an INT8 classifier's tail does not
     drop back to float. Calibrate and quantize this model (not the raw export), so that tensor
     names match.
     """
     import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = Path(out)
+    _pre_process(Path(fp32_path), out)
+    model = onnx.load(str(out))
+    changed = bool(unshare_biases(model))
+    changed = bool(global_pool_as_op(model)) or changed
+    if changed:
+        onnx.save(model, str(out))
+    return out
+
+
+# What ORT's symbolic shape inference leaves in the working directory when it gives up.
+_SYMBOLIC_LEFTOVER = "sym_shape_infer_temp.onnx"
+
+
+def _pre_process(fp32_path: Path, out: Path) -> None:
+    """`quant_pre_process`, retried without symbolic shape inference when that fails."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    started = time.time()
     try:
         quant_pre_process(str(fp32_path), str(out))
-    except Exception as exc:  # ORT's optimiser raises its own types
+        return
+    except Exception as exc:  # ORT's shape inference and optimiser raise their own types
+        first = f"{type(exc).__name__}: {exc}"
+    finally:
+        _remove_symbolic_leftovers(Path.cwd(), started)
+    log.info("symbolic shape inference failed (%s); using ONNX shape inference", first)
+    try:
+        quant_pre_process(str(fp32_path), str(out), skip_symbolic_shape=True)
+    except Exception as exc:
         raise BuildError(
-            f"ONNX Runtime's quantization pre-processing failed on {fp32_path}: {exc}",
-            "check the model loads in onnxruntime; re-export it with opset 17 or newer",
+            f"ONNX Runtime's quantization pre-processing failed on {fp32_path}: {first}; "
+            f"without symbolic shape inference: {type(exc).__name__}: {exc}",
+            "check that the model loads in onnxruntime; re-export it with a fixed batch size "
+            "(torch.onnx.export without dynamic_axes) or with the dynamo exporter",
         ) from None
-    model = onnx.load(str(out))
-    if global_pool_as_op(model):
-        onnx.save(model, str(out))
+
+
+def _remove_symbolic_leftovers(folder: Path, since: float) -> None:
+    """Delete the model (and its external-data file) ORT's symbolic shape inference saves in
+    the working directory when it fails, if this build wrote it (not older than ``since``)."""
+    import onnx
+
+    leftover = folder / _SYMBOLIC_LEFTOVER
+    try:
+        if leftover.stat().st_mtime < since - 1:
+            return
+        model = onnx.load(str(leftover), load_external_data=False)
+    except Exception:  # absent, half-written or not ONNX: not ours to remove
+        return
+    locations = {
+        entry.value
+        for tensor in model.graph.initializer
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+    for name in [*locations, _SYMBOLIC_LEFTOVER]:
+        path = folder / name
+        if path.parent == folder and path.is_file():
+            path.unlink()
+
+
+_BIAS_OPS = ("Conv", "ConvTranspose", "Gemm")
+
+
+def unshare_biases(model: Any) -> list[str]:
+    """Give every Conv/ConvTranspose/Gemm bias initializer that is read elsewhere too its own
+    copy (the last reader keeps the original); edits ``model`` in place and returns the nodes
+    whose bias was renamed.
+
+    Why: exporters and ORT's optimiser share identical initializers (LeViT's random-init conv
+    bias and a BatchNorm scale are the same zeros). The quantizer then puts a Q/DQ pair on the
+    tensor for the BatchNorm and the convolution reads its bias through it (TensorRT wants a
+    float bias; `check_tensorrt_qdq` refuses it), the int32 bias of the ``cpu`` target is made
+    with one consumer's scales, and bias correction would change the other readers as well.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    reads = Counter(name for node in graph.node for name in node.input)
+    reads.update(o.name for o in graph.output)
+    taken = set(inits) | {o for node in graph.node for o in node.output}
+    changed = []
+    for node in graph.node:
+        name = node.input[2] if node.op_type in _BIAS_OPS and len(node.input) > 2 else ""
+        if name not in inits or reads[name] < 2:
+            continue
+        label = node.name or node.output[0]
+        copy = _unique(f"{name}_bias_of_{label}", taken)
+        graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(inits[name]), copy))
+        node.input[2] = copy
+        reads[name] -= 1
+        changed.append(label)
+    return changed
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    out, i = name, 1
+    while out in taken:
+        out, i = f"{name}_{i}", i + 1
+    taken.add(out)
     return out
 
 

@@ -197,3 +197,21 @@ def test_unknown_nodes_to_exclude(quantized, tmp_path):
 def test_unknown_target(quantized, tmp_path):
     with pytest.raises(RegistryError, match="cpu, tensorrt"):
         quantize_for_target(quantized["prep"], quantized["ranges"], "npu", tmp_path / "x.onnx")
+
+
+def test_unshare_biases_copies_each_shared_bias_but_the_last_reader(quantized):
+    from edgevision.compile.quantize import unshare_biases
+
+    model = onnx.load(quantized["prep"])
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
+    assert unshare_biases(model) == []  # nothing shared: nothing renamed
+    twin = onnx.NodeProto()
+    twin.CopyFrom(conv)
+    twin.name, twin.output[0] = "twin", "twin_out"  # a second conv reading the same bias
+    model.graph.node.insert(1, twin)
+    bias = conv.input[2]
+    assert unshare_biases(model) == [conv.name]
+    assert conv.input[2] == f"{bias}_bias_of_{conv.name}" and twin.input[2] == bias
+    np.testing.assert_array_equal(_init(model, conv.input[2]), _init(model, bias))
+    assert gemm.input[2] == "fc_b" and unshare_biases(model) == []
