@@ -4,10 +4,13 @@ Everything is measured in one run and latencies interleaved round by round, so t
 on a shared, noisy machine. Batch 1, the same real preprocessed image for every backend.
 
     .venv/bin/python tools/bench_build.py --run RUN [--bundle BUNDLE] [--json out.json]
+    .venv/bin/python tools/bench_build.py --bundle BUNDLE     # any bundle, also one from an ONNX
     .venv/bin/python tools/bench_build.py --variants [--run RUN]   # INT8 CPU recipes side by side
 
 Without --bundle (or with --rebuild) the bundle is built here, with a fresh calibration cache, so
-the build time is real. --variants quantizes EfficientNet-Lite0 (the RUN's model, else
+the build time is real. A --bundle alone is measured as it is; its PyTorch-eager column needs
+the checkpoint it was built from (skipped, with a note, for a bundle built from an ONNX model).
+--variants quantizes EfficientNet-Lite0 (the RUN's model, else
 ``create_model(num_classes=13)`` with ImageNet weights) at 128 px with several ORT recipes and
 times each against FP32; it needs no trained model (speed does not depend on the weights).
 """
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine(), "threads": args.threads}
     if args.variants:
         results["variants"] = bench_variants(args)
-    if args.run:
+    if args.run or args.bundle:
         bundle, build = ensure_bundle(args)
         results["build"] = build
         results["latency"] = bench_latency(args.run, bundle, args)
@@ -58,8 +61,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", action="store_true", help="compare INT8 CPU recipes")
     p.add_argument("--size", type=int, default=128, help="--variants: input size without --run")
     args = p.parse_args(argv)
-    if not args.run and not args.variants:
-        p.error("give --run RUN (and optionally --bundle), or --variants")
+    if not args.run and not args.bundle and not args.variants:
+        p.error("give --run RUN (and optionally --bundle), --bundle BUNDLE, or --variants")
+    if args.bundle and not args.run and (args.rebuild or not args.bundle.exists()):
+        p.error(f"--bundle {args.bundle}: building it needs --run RUN")
     return args
 
 
@@ -125,9 +130,28 @@ def _image(bundle: Path) -> np.ndarray:
     return preprocess(np.full((b.spec.height, b.spec.width, 3), 128, np.uint8), b.spec)
 
 
-def bench_latency(run: Path, bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from edgevision.backends.ort import OrtRunner
+TORCH = "pytorch eager"
+
+
+def torch_reference(run: Path | None, bundle: Any, threads: int) -> tuple[Any, str | None]:
+    """The PyTorch-eager runner for the bundle's model, or None and why it is skipped: RUN when
+    given, else the checkpoint the bundle was built from (an ONNX input has no PyTorch model)."""
     from edgevision.backends.torch import TorchRunner
+    from edgevision.errors import EdgeVisionError
+
+    if run is not None:
+        return TorchRunner.from_checkpoint(run, threads=threads), None
+    source = bundle.manifest.get("build", {}).get("source") or {}
+    if source.get("kind") == "onnx":
+        return None, f"{TORCH} skipped: the bundle was built from an ONNX model ({source['path']})"
+    try:
+        return TorchRunner.from_bundle(bundle, threads=threads), None
+    except EdgeVisionError as exc:
+        return None, f"{TORCH} skipped: {exc.message}"
+
+
+def bench_latency(run: Path | None, bundle: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from edgevision.backends.ort import OrtRunner
     from edgevision.bundle import Bundle
 
     b = Bundle.open(bundle)
@@ -135,8 +159,10 @@ def bench_latency(run: Path, bundle: Path, args: argparse.Namespace) -> dict[str
     runners = {
         "int8-cpu (ORT)": OrtRunner.from_bundle(b, "int8-cpu", threads=args.threads),
         "fp32 (ORT)": OrtRunner.from_bundle(b, "fp32", threads=args.threads),
-        "pytorch eager": TorchRunner.from_checkpoint(run, threads=args.threads),
     }
+    reference, note = torch_reference(run, b, args.threads)
+    if reference is not None:
+        runners[TORCH] = reference
     for r in runners.values():
         r.activate()
     try:
@@ -146,13 +172,14 @@ def bench_latency(run: Path, bundle: Path, args: argparse.Namespace) -> dict[str
         for r in runners.values():
             r.deactivate()
     med = {k: statistics.median(v) for k, v in times.items()}
-    int8, fp32, torch_ms = med["int8-cpu (ORT)"], med["fp32 (ORT)"], med["pytorch eager"]
+    int8, fp32, torch_ms = med["int8-cpu (ORT)"], med["fp32 (ORT)"], med.get(TORCH)
     return {
         "median_ms": {k: round(v, 3) for k, v in med.items()},
         "p90_ms": {k: round(float(np.percentile(v, 90)), 3) for k, v in times.items()},
         "fp32_over_int8": round(fp32 / int8, 2),
-        "torch_over_int8": round(torch_ms / int8, 2),
-        "torch_over_fp32": round(torch_ms / fp32, 2),
+        "torch_over_int8": None if torch_ms is None else round(torch_ms / int8, 2),
+        "torch_over_fp32": None if torch_ms is None else round(torch_ms / fp32, 2),
+        "note": note,
         "batch": 1,
         "rounds": args.rounds,
         "iters": args.iters,
@@ -172,13 +199,14 @@ def accuracy(bundle: Path) -> dict[str, Any]:
 
 
 def goals(results: dict[str, Any]) -> dict[str, Any]:
+    """Each goal met (True / False), or None where the bundle has no accuracy to judge."""
     speed = results["latency"]["fp32_over_int8"]
-    cpu = results["accuracy"].get("int8-cpu", {})
+    cpu = results["accuracy"].get("int8-cpu")
     return {
         "int8 >= 2.5x fp32": speed >= GOALS["speedup"],
         "int8 >= 3x fp32 (moonshot)": speed >= GOALS["moonshot"],
-        "drop <= 0.5 points": cpu.get("drop_points", 99) <= GOALS["drop"],
-        "agreement >= 99%": cpu.get("agreement", 0) >= GOALS["agreement"],
+        "drop <= 0.5 points": None if cpu is None else cpu["drop_points"] <= GOALS["drop"],
+        "agreement >= 99%": None if cpu is None else cpu["agreement"] >= GOALS["agreement"],
         "build < 2 min": results["build"]["seconds"] < GOALS["build_s"],
     }
 
@@ -328,10 +356,13 @@ def print_tables(results: dict[str, Any]) -> None:
         for name, ms in lat["median_ms"].items():
             t.add_row(name, f"{ms:.3f}", f"{lat['p90_ms'][name]:.3f}")
         console.print(t)
-        console.print(
-            f"FP32/INT8 {lat['fp32_over_int8']}x, PyTorch/INT8 {lat['torch_over_int8']}x,"
-            f" PyTorch/FP32 {lat['torch_over_fp32']}x"
-        )
+        ratios = f"FP32/INT8 {lat['fp32_over_int8']}x"
+        if lat["torch_over_int8"] is not None:
+            ratios += f", PyTorch/INT8 {lat['torch_over_int8']}x"
+            ratios += f", PyTorch/FP32 {lat['torch_over_fp32']}x"
+        console.print(ratios)
+        if lat["note"]:
+            console.print(lat["note"])
         console.print(f"accuracy: {results['accuracy']}")
         console.print(f"build: {results['build']}")
         console.print(f"goals: {results['goals']}")
