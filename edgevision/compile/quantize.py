@@ -350,11 +350,7 @@ def _float_source(model: Any, index: GraphIndex, ref: GraphIndex, present: set, 
     producer, original = index.producer.get(name), ref.producer.get(name)
     if producer is None or original is None or original.name == producer.name:
         return name
-    chain = []  # the folded activations, last first
-    node = original
-    while node is not None and node.name not in present:
-        chain.append(node)
-        node = ref.producer.get(node.input[0]) if node.input else None
+    chain, node = ref.folded_chain(name, present)  # the folded activations, last first
     if node is None or node.name != producer.name:
         return name  # not the folding pattern: leave the tensor as it is
     known = {i.name for i in model.graph.initializer} | set(index.producer)

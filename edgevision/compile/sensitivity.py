@@ -39,6 +39,7 @@ import numpy as np
 from edgevision.compile.calibrate import CalibrationRanges, quantizable_op_types
 from edgevision.compile.calibration import CalibrationSet
 from edgevision.compile.evaluate import EvalSet, Evaluation, evaluate
+from edgevision.compile.graph import GraphIndex
 from edgevision.compile.progress import Tracker, silent
 from edgevision.compile.quantize import TARGETS, quantize_for_target
 from edgevision.errors import BuildError
@@ -250,26 +251,7 @@ class _Quantized:
     readers: list[Any]
 
 
-class _Graph:
-    """Producers and readers of tensors in one ONNX graph."""
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        from onnx import numpy_helper
-
-        self.model = model
-        self.consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-        self.producer: dict[str, Any] = {}
-        self.readers: dict[str, list[Any]] = {}
-        for node in model.graph.node:
-            for out in node.output:
-                self.producer[out] = node
-            for name in node.input:
-                self.readers.setdefault(name, []).append(node)
-        self.names = {n.name for n in model.graph.node}
-        self.order = {n.name: i for i, n in enumerate(model.graph.node)}
-
-
-def _quantized_activations(qdq: _Graph) -> dict[str, _Quantized]:
+def _quantized_activations(qdq: GraphIndex) -> dict[str, _Quantized]:
     """Activation tensors that get a Q/DQ pair in the INT8 model, by their FP32 name."""
     found = {}
     for node in qdq.model.graph.node:
@@ -277,14 +259,8 @@ def _quantized_activations(qdq: _Graph) -> dict[str, _Quantized]:
             continue
         raw = node.input[0]
         name = raw[: -len(_Q_INPUT_SUFFIX)] if raw.endswith(_Q_INPUT_SUFFIX) else raw
-        readers = [
-            r
-            for dq in qdq.readers.get(node.output[0], [])
-            if dq.op_type == "DequantizeLinear"
-            for r in qdq.readers.get(dq.output[0], [])
-            if r.op_type not in _QDQ
-        ]
-        zero = qdq.consts.get(node.input[2]) if len(node.input) > 2 else None
+        readers = [r for r, _ in qdq.dequantized_readers(node) if r.op_type not in _QDQ]
+        zero = qdq.const(node, 2)
         if zero is None:
             zero = np.zeros((), np.uint8)  # ONNX's default zero point type
         found[name] = _Quantized(
@@ -293,14 +269,13 @@ def _quantized_activations(qdq: _Graph) -> dict[str, _Quantized]:
     return found
 
 
-def _float_nodes(q: _Quantized, qdq: _Graph, prep: _Graph, ops: set[str]) -> tuple[str, ...]:
+def _float_nodes(
+    q: _Quantized, qdq: GraphIndex, prep: GraphIndex, ops: set[str]
+) -> tuple[str, ...]:
     """Nodes to exclude so that ``q.tensor`` stays float: its producer, the activations ORT
     folded into it (absent from the INT8 model), and its quantizing readers."""
-    nodes = {q.layer.name}
-    node = prep.producer.get(q.tensor)
-    while node is not None and node.name not in qdq.names:
-        nodes.add(node.name)
-        node = prep.producer.get(node.input[0]) if node.input else None
+    folded, _ = prep.folded_chain(q.tensor, qdq.order)
+    nodes = {q.layer.name, *(n.name for n in folded)}
     nodes.update(r.name for r in q.readers if r.op_type in ops)
     if "" in nodes:
         return ()  # an unnamed node cannot be excluded
@@ -376,7 +351,7 @@ def layer_sqnr(
 
     if len(images) == 0:
         raise BuildError("no calibration images to measure SQNR on", "give a calibration set")
-    prep, qdq = _Graph(onnx.load(str(fp32_path))), _Graph(onnx.load(str(qdq_path)))
+    prep, qdq = GraphIndex(onnx.load(str(fp32_path))), GraphIndex(onnx.load(str(qdq_path)))
     acts = _quantized_activations(qdq)
     channels = _channel_counts(prep.model)
     local = {name: _Energy() for name in acts}
@@ -415,8 +390,8 @@ def _rows(
     local: dict[str, _Energy],
     cumulative: dict[str, _Energy],
     weights: dict[str, float],
-    prep: _Graph,
-    qdq: _Graph,
+    prep: GraphIndex,
+    qdq: GraphIndex,
 ) -> list[LayerSensitivity]:
     ops = set(quantizable_op_types())
     rows: dict[str, LayerSensitivity] = {}
@@ -437,7 +412,7 @@ def _rows(
         if old is None or _worse(row, old):
             rows[row.layer] = row
     for weight, db in weights.items():
-        layer = next((n for n in prep.readers.get(weight, []) if n.name in qdq.names), None)
+        layer = next((n for n in prep.readers(weight) if n.name in qdq.order), None)
         if layer is None:
             continue
         row = rows.setdefault(

@@ -37,19 +37,11 @@ def _weight_axis(node: Any, weight: np.ndarray) -> int | None:
     return None
 
 
-class _Graph(GraphIndex):
-    """The index, plus what the weight checks ask of it."""
-
-    def weight_consumers(self, node: Any) -> list[tuple[Any, int]]:
-        """Ops that read ``node``'s output (through the DQ when ``node`` is a weight's Q)."""
-        uses = self.consumers.get(node.output[0], [])
-        if node.op_type != "QuantizeLinear":
-            return uses
-        found = []
-        for dq, _ in uses:
-            if dq.op_type == "DequantizeLinear":
-                found.extend(self.consumers.get(dq.output[0], []))
-        return found
+def _weight_readers(graph: GraphIndex, node: Any) -> list[tuple[Any, int]]:
+    """Ops that read ``node``'s output (through the DQ when ``node`` is a weight's Q)."""
+    if node.op_type == "QuantizeLinear":
+        return graph.dequantized_readers(node)
+    return graph.consumers.get(node.output[0], [])
 
 
 def check_tensorrt_qdq(
@@ -63,7 +55,7 @@ def check_tensorrt_qdq(
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
-    graph = _Graph(model)
+    graph = GraphIndex(model)
     problems = _check_opset(model)
     qdq = [n for n in model.graph.node if n.op_type in _QDQ]
     if not qdq:
@@ -113,7 +105,7 @@ def _label(node: Any) -> str:
     return f"{node.op_type} {node.name or node.output[0]!r}"
 
 
-def _check_node(graph: _Graph, node: Any) -> list[str]:
+def _check_node(graph: GraphIndex, node: Any) -> list[str]:
     label = _label(node)
     data = graph.consts.get(node.input[0])
     if data is not None and data.dtype == np.int32:
@@ -146,12 +138,12 @@ def _check_activation(node: Any, label: str, scale: np.ndarray | None) -> list[s
 
 
 def _check_weight(
-    graph: _Graph, node: Any, label: str, weight: np.ndarray, scale: np.ndarray | None
+    graph: GraphIndex, node: Any, label: str, weight: np.ndarray, scale: np.ndarray | None
 ) -> list[str]:
     problems = []
     if node.op_type == "DequantizeLinear" and weight.dtype != np.int8:
         problems.append(f"{label}: weight is stored as {weight.dtype}; TensorRT needs int8")
-    for consumer, index in graph.weight_consumers(node):
+    for consumer, index in _weight_readers(graph, node):
         axis = _weight_axis(consumer, weight) if index == 1 else None
         if axis is None or scale is None or weight.shape[axis] == 1:
             continue
@@ -168,7 +160,7 @@ def _check_weight(
     return problems
 
 
-def _check_bias(graph: _Graph) -> list[str]:
+def _check_bias(graph: GraphIndex) -> list[str]:
     problems = []
     for node in graph.model.graph.node:
         if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.input) < 3:
