@@ -123,12 +123,13 @@ def create_runner(
     backend: str = AUTO,
     artifact: str | None = None,
     threads: int = 0,
-    precision: str | None = None,
+    force_precision: str | None = None,
     **options: Any,
 ) -> Runner:
     """An (inactive) Runner for ``bundle`` on ``backend`` (``"auto"``: `choose_backend`).
 
-    ``precision`` (``int8`` / ``fp32``) forces that artifact over the one the build deployed.
+    ``force_precision`` (``int8`` / ``fp32``) runs that artifact instead of the one the build
+    deployed (``precision`` itself is a TensorRT option: the engine's precision).
     ``threads`` goes to backends that take it (ONNX Runtime); ``options`` are passed on to the
     backend's ``from_bundle`` as they are (e.g. ``engine_cache`` for TensorRT).
     """
@@ -143,10 +144,10 @@ def create_runner(
             f"backend {name!r} is not available on this machine",
             INSTALL_HINTS.get(name, f"install the libraries backend {name!r} needs"),
         )
-    if precision is not None:
+    if force_precision is not None:
         if artifact is not None:
-            raise ConfigError(f"both an artifact ({artifact}) and a precision ({precision})")
-        artifact = artifact_for_precision(bundle, name, precision)
+            raise ConfigError(f"both an artifact ({artifact}) and --precision {force_precision}")
+        artifact = artifact_for_precision(bundle, name, force_precision)
     kwargs = dict(options)
     if _accepts(cls.from_bundle, "threads"):
         kwargs["threads"] = threads

@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
             max_frames=max_frames,
             reconnect=Reconnect(attempts=reconnect_attempts),
             pin_cpus=pin,
-            **({"precision": precision} if precision else {}),
+            **({"force_precision": precision} if precision else {}),
         )
         console = Console()
         try:

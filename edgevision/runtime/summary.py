@@ -2,7 +2,9 @@
 
 A stable API (the profiler's pipeline mode reads it): frame counts, per-frame capture-to-result
 latency and frame age, per-stage milliseconds per frame, reconnect gaps, wall time and the time
-to the first result. Lists hold one float per processed frame (per read frame for ``capture``).
+to the first result. Lists hold one float per processed frame (per read frame for ``capture``)
+up to `SAMPLE_CAP`; past it a uniform sample of all frames (`Reservoir`), so a run of hours
+keeps its memory flat while its percentiles stay unbiased.
 """
 
 from __future__ import annotations
@@ -14,6 +16,44 @@ import numpy as np
 
 STAGES = ("capture", "preprocess", "infer", "postprocess", "sink")
 PERCENTILES = (50, 90, 99)
+SAMPLE_CAP = 1 << 14  # values kept per series: ~0.5 MB each as Python floats
+_MASK = (1 << 64) - 1
+
+
+def _mix(n: int) -> int:
+    """splitmix64 of ``n``: a cheap, deterministic pseudo-random number per append count."""
+    z = (n * 0x9E3779B97F4A7C15) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+class Reservoir(list):
+    """A list that keeps at most ``cap`` values: every one until it is full, then a uniform
+    sample of all values appended (Vitter's algorithm R). ``seen`` counts every append.
+
+    Which slot a value replaces depends only on the append count, so reservoirs appended in
+    step (one value per frame each: frame index, latency, stage times) keep the same frames.
+    """
+
+    def __init__(self, values: Any = (), cap: int = SAMPLE_CAP) -> None:
+        super().__init__(values)
+        self.cap = cap
+        self.seen = len(self)
+
+    def append(self, value: Any) -> None:
+        """Keep ``value`` while there is room, else in a random slot with probability cap/seen."""
+        self.seen += 1
+        if len(self) < self.cap:
+            super().append(value)
+            return
+        slot = _mix(self.seen) % self.seen
+        if slot < self.cap:
+            self[slot] = value
+
+
+def _series() -> Reservoir:
+    return Reservoir()
 
 
 def percentiles(values: list[float] | np.ndarray) -> dict[str, float]:
@@ -56,10 +96,12 @@ class RunSummary:
     startup_s: float | None = None
     stop_reason: str = ""
     cpus: dict[str, list[int]] = field(default_factory=dict)  # the CPU plan, when pinned
-    frame_index: list[int] = field(default_factory=list)
-    latency_ms: list[float] = field(default_factory=list)
-    age_ms: list[float] = field(default_factory=list)
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    frame_index: list[int] = field(default_factory=_series)
+    latency_ms: list[float] = field(default_factory=_series)
+    age_ms: list[float] = field(default_factory=_series)
+    stage_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {s: Reservoir() for s in STAGES}
+    )
 
     @property
     def fps(self) -> float:

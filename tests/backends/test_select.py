@@ -147,8 +147,8 @@ def test_precision_forces_an_artifact_over_the_deployed_one(tmp_path):
     (path / "manifest.json").write_text(json.dumps(manifest))
     bundle = Bundle.open(path)
     assert bundle.deployed("cpu") == "fp32" and bundle.deployed("tensorrt") is None
-    assert create_runner(bundle, "ort", precision="fp32").name == "ort:fp32"
+    assert create_runner(bundle, "ort", force_precision="fp32").name == "ort:fp32"
     with pytest.raises(BackendError, match="has no int8 artifact for backend 'ort'"):
-        create_runner(bundle, "ort", precision="int8")
+        create_runner(bundle, "ort", force_precision="int8")
     with pytest.raises(ConfigError, match="unknown precision 'int4'"):
         artifact_for_precision(bundle, "ort", "int4")
