@@ -124,9 +124,10 @@ def fp32_labels(fp32: Path, crops: list[np.ndarray], spec) -> tuple[list[str], n
 
 def run(args: argparse.Namespace, work: Path) -> dict:
     """Export, calibrate once, quantize every recipe for every target, evaluate, time."""
-    from edgevision.compile.budget import FP32, fit_budget, measure_latency
+    from edgevision.compile.budget import FP32, fit_budget
     from edgevision.compile.calibrate import calibrate
     from edgevision.compile.calibration import collect_calibration
+    from edgevision.compile.deploy import median_ms
     from edgevision.compile.evaluate import eval_set_from_folder, evaluate
     from edgevision.compile.export import export_onnx
     from edgevision.compile.quantize import TARGETS, prepare_for_quantization, quantize_for_target
@@ -205,7 +206,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     if args.latency:
         cpu = {n: p for n, p in models.items() if n == FP32 or n.endswith("int8-cpu")}
         sample = calib.tensors[:1]
-        ms = measure_latency(cpu, sample, args.latency, args.threads)
+        ms = {
+            n: t["1"] for n, t in median_ms(cpu, {"1": sample}, args.latency, args.threads).items()
+        }
         result["latency_ms"] = {n: round(v, 3) for n, v in ms.items()}
         result["fp32_over_int8"] = {n: round(ms[FP32] / v, 2) for n, v in ms.items() if n != FP32}
     return result

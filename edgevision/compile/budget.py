@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 from edgevision.compile.calibrate import CalibrationRanges
 from edgevision.compile.calibration import CalibrationSet
+from edgevision.compile.deploy import median_ms
 from edgevision.compile.evaluate import EvalSet, Evaluation
 from edgevision.compile.progress import Tracker, silent
 from edgevision.compile.quantize import TARGETS, quantize_for_target
@@ -376,7 +376,7 @@ class _Search:
             models[f"+{i + 1}"] = self.quantize(nodes, f"latency{i}", target)[art]
         if result.layers:
             models[f"+{len(result.layers)}"] = result.artifacts[art]
-        ms = measure_latency(models, sample, iterations, threads)
+        ms = {n: t["1"] for n, t in median_ms(models, {"1": sample}, iterations, threads).items()}
         layers, prev = [], ms["int8"]
         for i, row in enumerate(result.layers):
             now = ms[f"+{i + 1}"]
@@ -406,28 +406,6 @@ class _Search:
             "budgeted_over_plain": round(budgeted / ms["int8"], 3),
             "fp32_over_budgeted": round(ms[FP32] / budgeted, 3),
         }
-
-
-def measure_latency(
-    models: Mapping[str, str | os.PathLike[str]],
-    sample: np.ndarray,
-    iterations: int = 100,
-    threads: int = 0,
-) -> dict[str, float]:
-    """Median milliseconds per batch of ``sample`` for each ONNX model, with ONNX Runtime,
-    interleaved round-robin in a fresh order each round (edgevision.profile's method)."""
-    from edgevision.backends.ort import OrtRunner
-    from edgevision.profile.models import round_robin, runner_timer
-
-    runners = {n: OrtRunner(p, threads=threads, name=f"ort:{n}") for n, p in models.items()}
-    try:
-        timers = {n: runner_timer(r.activate(), sample) for n, r in runners.items()}
-        samples = round_robin(timers, iterations, warmup=max(3, iterations // 10))
-    finally:
-        for r in runners.values():
-            if r.is_active:
-                r.deactivate()
-    return {n: statistics.median(v) for n, v in samples.items()}
 
 
 def render_markdown(section: dict[str, Any]) -> str:

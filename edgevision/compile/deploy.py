@@ -59,25 +59,23 @@ class Deployment:
         }
 
 
-def time_models(
+def median_ms(
     models: Mapping[str, str | os.PathLike[str]],
-    batches: Sequence[int],
-    shape: Sequence[int],
+    feeds: Mapping[str, np.ndarray],
     iterations: int = 30,
     threads: int = 1,
 ) -> dict[str, dict[str, float]]:
-    """Median ms per call of every model at every batch size, interleaved round-robin."""
+    """Median ms per call of every ONNX model on every feed (model -> feed name -> ms), with
+    ONNX Runtime, interleaved round-robin in a fresh order each round (edgevision.profile's
+    method). The one timing loop of the build: the deployment choice and the budget's price."""
     from edgevision.backends.ort import OrtRunner
     from edgevision.profile.models import round_robin, runner_timer
 
-    rng = np.random.default_rng(0)
-    feeds = {b: rng.normal(size=(b, *shape[1:])).astype(np.float32) for b in batches}
     runners = {n: OrtRunner(p, threads=threads, name=f"ort:{n}") for n, p in models.items()}
     try:
+        active = {n: r.activate() for n, r in runners.items()}
         timers = {
-            f"{n}@{b}": runner_timer(r.activate() if not r.is_active else r, feeds[b])
-            for n, r in runners.items()
-            for b in batches
+            f"{n}@{k}": runner_timer(r, x) for n, r in active.items() for k, x in feeds.items()
         }
         samples = round_robin(timers, iterations, warmup=max(3, iterations // 10))
     finally:
@@ -86,9 +84,23 @@ def time_models(
                 r.deactivate()
     out: dict[str, dict[str, float]] = {n: {} for n in models}
     for key, values in samples.items():
-        name, batch = key.rsplit("@", 1)
-        out[name][batch] = round(statistics.median(values), 4)
+        name, feed = key.rsplit("@", 1)
+        out[name][feed] = statistics.median(values)
     return out
+
+
+def time_models(
+    models: Mapping[str, str | os.PathLike[str]],
+    batches: Sequence[int],
+    shape: Sequence[int],
+    iterations: int = 30,
+    threads: int = 1,
+) -> dict[str, dict[str, float]]:
+    """Median ms per call of every model at every batch size (random inputs), interleaved."""
+    rng = np.random.default_rng(0)
+    feeds = {str(b): rng.normal(size=(b, *shape[1:])).astype(np.float32) for b in batches}
+    times = median_ms(models, feeds, iterations, threads)
+    return {n: {b: round(ms, 4) for b, ms in by_batch.items()} for n, by_batch in times.items()}
 
 
 def node_times(
@@ -244,6 +256,7 @@ __all__ = [
     "DeployInputs",
     "Deployment",
     "choose_cpu",
+    "median_ms",
     "node_times",
     "not_measured",
     "slower_in_int8",
