@@ -21,6 +21,7 @@ Torch-free: the vehicle reads bundles.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -30,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from edgevision.errors import BundleError, SpecError
-from edgevision.fileio import atomic_write_json, check_version, read_json, sha256_file
+from edgevision.fileio import (
+    atomic_write_json,
+    atomic_write_text,
+    check_version,
+    read_json,
+    sha256_file,
+)
 from edgevision.spec import ModelSpec
 
 BUNDLE_SCHEMA_VERSION = 1
@@ -520,6 +527,17 @@ def write_bundle(
     (calibration, accuracy, versions, …) go into the manifest as they are. An interrupted
     build leaves any earlier bundle at ``out`` untouched.
     """
+    return write_bundle_manifest(out, files, spec, artifacts, **fields)[0]
+
+
+def write_bundle_manifest(
+    out: str | os.PathLike[str],
+    files: dict[str, str | os.PathLike[str] | bytes],
+    spec: ModelSpec,
+    artifacts: dict[str, dict[str, Any]],
+    **fields: Any,
+) -> tuple[Path, dict[str, Any]]:
+    """`write_bundle`, returning the manifest too, as written (parsed back from its JSON)."""
     import shutil
     from datetime import datetime, timezone
 
@@ -551,5 +569,6 @@ def write_bundle(
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **fields,
         }
-        atomic_write_json(tmp / MANIFEST, manifest)
-    return out
+        text = json.dumps(manifest, indent=2) + "\n"  # as atomic_write_json writes it
+        atomic_write_text(tmp / MANIFEST, text)
+    return out, json.loads(text)
