@@ -127,6 +127,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     from edgevision.compile.budget import FP32, fit_budget
     from edgevision.compile.calibrate import calibrate
     from edgevision.compile.calibration import collect_calibration
+    from edgevision.compile.context import Job
     from edgevision.compile.deploy import median_ms
     from edgevision.compile.evaluate import eval_set_from_folder, evaluate
     from edgevision.compile.export import export_onnx
@@ -184,10 +185,18 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     }
     if args.max_drop is not None:
         try:
-            budget = fit_budget(
-                prep, ranges, calib, spec, eval_set, args.max_drop, work / "budget",
-                targets=targets, reference=fp32, latency_iterations=0, threads=args.threads,
-            )  # fmt: skip
+            job = Job(
+                prep=prep,
+                ranges=ranges,
+                calib=calib,
+                spec=spec,
+                eval_set=eval_set,
+                reference=fp32,
+                targets=targets,
+                threads=args.threads,
+                work=work,
+            )
+            budget = fit_budget(job, args.max_drop, latency_iterations=0)
             met = True
         except Exception as exc:  # BudgetExceededError carries the best result
             budget, met = getattr(exc, "result", None), False

@@ -2,7 +2,8 @@
 
 ``build_bundle(BuildConfig(...))`` composes the steps; the steps are public for callers that
 need to run them separately (the demo, the accuracy-budget search: `analyze_sensitivity`,
-`fit_budget`, `advise_calibration_size`). torch, onnx and
+`fit_budget`, `advise_calibration_size`); the steps after calibration take a `Job` (the
+calibrated model and what they share). torch, onnx and
 onnxruntime.quantization are imported inside the functions that need them.
 """
 
@@ -10,6 +11,7 @@ from edgevision.compile.advise import CalibrationAdvice, advise_calibration_size
 from edgevision.compile.budget import BudgetResult, fit_budget
 from edgevision.compile.calibrate import METHODS, CalibrationRanges, calibrate
 from edgevision.compile.calibration import CalibrationSet, collect_calibration, write_manifest
+from edgevision.compile.context import Job
 from edgevision.compile.evaluate import (
     EvalSet,
     Evaluation,
@@ -38,6 +40,7 @@ __all__ = [
     "EvalSet",
     "Evaluation",
     "ExportCheck",
+    "Job",
     "LayerSensitivity",
     "ModelSource",
     "SensitivityTable",

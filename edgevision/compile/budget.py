@@ -26,22 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from edgevision.compile.calibrate import CalibrationRanges
-from edgevision.compile.calibration import CalibrationSet
+from edgevision.compile.context import Job
 from edgevision.compile.deploy import median_ms
-from edgevision.compile.evaluate import EvalSet, Evaluation
-from edgevision.compile.progress import Tracker, silent
-from edgevision.compile.quantize import TARGETS, quantize_for_target
+from edgevision.compile.evaluate import Evaluation
+from edgevision.compile.quantize import TARGETS
 from edgevision.compile.sensitivity import (
-    Evaluator,
     LayerSensitivity,
     SensitivityTable,
     analyze_sensitivity,
-    make_evaluator,
     union,
 )
 from edgevision.errors import BudgetExceededError, ConfigError
-from edgevision.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -152,72 +147,55 @@ class BudgetResult:
         )
 
 
+def check_max_drop_value(max_drop: float) -> None:
+    """Refuse a negative budget (``--max-drop``, `fit_budget`'s ``max_drop``) before any work."""
+    if max_drop < 0:
+        raise ConfigError(f"--max-drop {max_drop} is negative", "give points >= 0, e.g. 0.5")
+
+
 def fit_budget(
-    fp32_path: str | os.PathLike[str],
-    ranges: CalibrationRanges,
-    calib: CalibrationSet,
-    spec: ModelSpec,
-    eval_set: EvalSet | None,
+    job: Job,
     max_drop: float,
-    out_dir: str | os.PathLike[str],
     *,
-    targets: Sequence[str] = ("cpu", "tensorrt"),
     top_k: int = 8,
-    nodes_to_exclude: Sequence[str] = (),
-    reference: str | os.PathLike[str] | None = None,
     plain_models: Mapping[str, str | os.PathLike[str]] | None = None,
     plain: Evaluation | None = None,
     table: SensitivityTable | None = None,
-    evaluator: Evaluator | None = None,
     latency_iterations: int = 100,
-    threads: int = 0,
-    batch_size: int = 16,
-    track: Tracker = silent,
 ) -> BudgetResult:
-    """Keep the fewest layers of ``fp32_path`` (the pre-processed FP32 model that was
-    calibrated) in float so that every target's INT8 loses at most ``max_drop`` top-1 points.
+    """Keep the fewest layers of ``job.prep`` (the pre-processed FP32 model that was
+    calibrated) in float so that every one of ``job.targets``' INT8 loses at most ``max_drop``
+    top-1 points against ``job.fp32``, on top of the job's ``nodes_to_exclude``.
 
-    The INT8 artifacts are written under ``out_dir``; ``plain_models``/``plain`` (artifact name
-    → path, and their evaluation) and ``table`` are reused when given. Raises
-    `BudgetExceededError` (``.result`` holds the best `BudgetResult`) when the ``top_k`` worst
-    layers all in float still miss the budget.
+    The INT8 artifacts are written under ``job.work``/budget; ``plain_models``/``plain``
+    (artifact name → path, and their evaluation) and ``table`` (a ranking of the ``top_k``
+    candidates) are reused when given. Raises `BudgetExceededError` (``.result`` holds the
+    best `BudgetResult`) when the ``top_k`` worst layers all in float still miss the budget.
     """
-    if max_drop < 0:
-        raise ConfigError(f"max_drop {max_drop} is negative", "give points >= 0, e.g. 0.5")
-    if evaluator is None:
-        if eval_set is None:
-            raise ConfigError(
-                "an accuracy budget needs a labelled evaluation set, and there is none",
-                "give --eval DIR (an ImageFolder), or build from a RUN folder with split.json",
-            )
-        evaluator = make_evaluator(eval_set, spec, threads, 2 * batch_size, track)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    search = _Search(
-        Path(fp32_path), Path(reference or fp32_path), ranges, tuple(targets), evaluator,
-        max_drop, Path(out_dir), tuple(nodes_to_exclude),
-    )  # fmt: skip
+    check_max_drop_value(max_drop)
+    job.require_evaluation("an accuracy budget")
+    search = _Search(job, max_drop, job.folder("budget"))
     models = {
         k: Path(v) for k, v in (plain_models or search.quantize(search.base, "plain")).items()
     }
     before = search.record(
-        "plain", [], search.base, plain or evaluator({FP32: search.ref, **models})
+        "plain", [], search.base, plain or job.evaluate({FP32: job.fp32, **models})
     )
     if before.ok:
         result = search.result(True, [], before, models, None)
     else:
-        if table is None:
-            worst = max(before.drops, key=before.drops.__getitem__)
-            table = analyze_sensitivity(
-                fp32_path, ranges, calib, spec, target=_target_of(worst), top_k=top_k,
-                nodes_to_exclude=search.base, reference=search.ref, plain=models[worst],
-                evaluator=evaluator, threads=threads, batch_size=batch_size,
-                work_dir=out_dir, track=track,
-            )  # fmt: skip
-        result = search.run(table, top_k)
+        ranking = table if table is not None else _rank(job, before, models, top_k)
+        result = search.run(ranking, top_k)
     if latency_iterations > 0:
-        sample = calib.tensors[:1]
-        result.latency = search.latency(result, models, sample, latency_iterations, threads)
+        sample = job.calib.tensors[:1]
+        result.latency = search.latency(result, models, sample, latency_iterations)
     return result
+
+
+def _rank(job: Job, before: BudgetStep, models: dict[str, Path], top_k: int) -> SensitivityTable:
+    """The sensitivity table on the target plain INT8 hurts most."""
+    worst = max(before.drops, key=before.drops.__getitem__)
+    return analyze_sensitivity(job, _target_of(worst), top_k=top_k, plain=models[worst])
 
 
 def _target_of(artifact: str) -> str:
@@ -227,19 +205,9 @@ def _target_of(artifact: str) -> str:
 class _Search:
     """The state of one budget search: every quantize + evaluate it did, and the best so far."""
 
-    def __init__(
-        self,
-        fp32: Path,
-        ref: Path,
-        ranges: CalibrationRanges,
-        targets: tuple[str, ...],
-        evaluator: Evaluator,
-        max_drop: float,
-        out: Path,
-        base: tuple[str, ...],
-    ) -> None:
-        self.fp32, self.ref, self.ranges, self.targets = fp32, ref, ranges, targets
-        self.evaluator, self.max_drop, self.out, self.base = evaluator, max_drop, out, base
+    def __init__(self, job: Job, max_drop: float, out: Path) -> None:
+        self.job, self.max_drop, self.out = job, max_drop, out
+        self.base = job.nodes_to_exclude  # in float from the start, in every trial
         self.steps: list[BudgetStep] = []
         self.found: dict[int, tuple[dict[str, Path], Evaluation]] = {}
         self.fp32_top1 = 0.0
@@ -249,11 +217,9 @@ class _Search:
         """INT8 models of every target (or ``only`` one) with ``nodes`` in float."""
         out = {}
         (self.out / folder).mkdir(parents=True, exist_ok=True)
-        for name in (only,) if only else self.targets:
+        for name in (only,) if only else self.job.targets:
             t = TARGETS.get(name)
-            out[t.artifact] = quantize_for_target(
-                self.fp32, self.ranges, name, self.out / folder / t.file, nodes
-            )
+            out[t.artifact] = self.job.quantize(name, self.out / folder / t.file, nodes)
         return out
 
     def record(
@@ -283,7 +249,7 @@ class _Search:
     def trial(self, phase: str, layers: list[LayerSensitivity], label: str) -> BudgetStep:
         nodes = union(self.base, *(r.float_nodes for r in layers))
         models = self.quantize(nodes, f"try{len(self.steps)}")
-        ev = self.evaluator({FP32: self.ref, **models})
+        ev = self.job.evaluate({FP32: self.job.fp32, **models})
         step = self.record(phase, layers, nodes, ev, f"{label} ({len(layers)} in float)")
         self.found[id(step)] = (models, self.last_eval)
         return step
@@ -360,17 +326,13 @@ class _Search:
         return err
 
     def latency(
-        self,
-        result: BudgetResult,
-        plain: dict[str, Path],
-        sample: np.ndarray,
-        iterations: int,
-        threads: int,
+        self, result: BudgetResult, plain: dict[str, Path], sample: np.ndarray, iterations: int
     ) -> dict[str, Any]:
         """Median batch-1 ORT latency of FP32, plain INT8 and INT8 with each layer added."""
-        target = "cpu" if "cpu" in self.targets else self.targets[0]
+        targets, threads = self.job.targets, self.job.threads
+        target = "cpu" if "cpu" in targets else targets[0]
         art = TARGETS.get(target).artifact
-        models: dict[str, Path] = {FP32: self.ref, "int8": plain[art]}
+        models: dict[str, Path] = {FP32: self.job.fp32, "int8": plain[art]}
         for i, _row in enumerate(result.layers[:-1]):
             nodes = union(self.base, *(r.float_nodes for r in result.layers[: i + 1]))
             models[f"+{i + 1}"] = self.quantize(nodes, f"latency{i}", target)[art]
@@ -412,14 +374,14 @@ def render_markdown(section: dict[str, Any]) -> str:
     """The report.md section for a `BudgetResult.to_dict()`."""
     lines = ["", "## Accuracy budget", ""]
     before, after = section["before"], section["after"]
+    how = (
+        f", {len(section['float_layers'])} layer(s) kept in float."
+        if section["float_layers"]
+        else " by plain INT8."
+    )
     lines += [
         f"--max-drop {section['max_drop']:g} top-1 points (FP32 {section['fp32_top1']:.2f}%): "
-        + ("met" if section["met"] else "missed")
-        + (
-            f", {len(section['float_layers'])} layer(s) kept in float."
-            if section["float_layers"]
-            else " by plain INT8."
-        ),  # fmt: skip
+        f"{'met' if section['met'] else 'missed'}{how}",
         "",
         "| artifact | top-1 before | drop before | top-1 after | drop after | agreement after |",
         "|---|---:|---:|---:|---:|---:|",

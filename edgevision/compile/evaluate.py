@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,6 +198,10 @@ def _decoded(
                 skipped.append({"path": str(path), "reason": exc.message})
         if frames:
             yield frames, labels
+
+
+# name → model path; returns the predictions of all of them on one evaluation set.
+Evaluator = Callable[[Mapping[str, Path]], Evaluation]
 
 
 def low_agreement(evaluation: Evaluation, min_agreement: float) -> list[str]:

@@ -2,6 +2,8 @@
 
 Each step is a public callable in its own module; this function only wires them together and
 writes the bundle atomically at the end (a failed check, e.g. ``max_drop``, writes nothing).
+Up to the calibrated ranges the steps run in turn; from there on they share one
+`BuildContext` (compile/context.py) and run in the order of ``STEPS``, each taking the context.
 With ``max_drop``, an INT8 artifact over budget starts the accuracy-budget search
 (`fit_budget`: the fewest sensitive layers kept in float, same for every target); ``analyze``
 adds the sensitivity table to the report; the calibration advisor's verdict is always reported.
@@ -10,25 +12,28 @@ adds the sensitivity table to the report; the calibration advisor's verdict is a
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgevision.bundle import write_bundle
+from edgevision.bundle import write_bundle_manifest
 from edgevision.compile.advise import CalibrationAdvice, advise_calibration_size
-from edgevision.compile.budget import BudgetResult, fit_budget
+from edgevision.compile.budget import BudgetResult, check_max_drop_value, fit_budget
 from edgevision.compile.budget import render_markdown as budget_markdown
 from edgevision.compile.calibrate import METHODS, CalibrationRanges, calibrate
 from edgevision.compile.calibration import MIN_IMAGES, CalibrationSet, collect_calibration
+from edgevision.compile.context import BuildContext
 from edgevision.compile.deploy import DeployInputs, Deployment, choose_cpu, not_measured
 from edgevision.compile.evaluate import (
     EvalSet,
     Evaluation,
+    Evaluator,
     check_max_drop,
     eval_set_from_folder,
     eval_set_from_split,
@@ -47,7 +52,7 @@ from edgevision.compile.progress import Tracker, silent
 from edgevision.compile.quantize import TARGETS, prepare_for_quantization, quantize_for_target
 from edgevision.compile.report import PLOT, plot_per_class, write_report
 from edgevision.compile.sensitivity import FILES as SENSITIVITY_FILES
-from edgevision.compile.sensitivity import SensitivityTable, analyze_sensitivity
+from edgevision.compile.sensitivity import SensitivityTable, analyze_sensitivity, union
 from edgevision.compile.source import ModelSource, is_bundle, load_source
 from edgevision.errors import BuildError, ConfigError
 from edgevision.fileio import atomic_write_text, check_replaceable_dir, scratch_dir
@@ -115,10 +120,8 @@ class BuildConfig:
             raise ConfigError(
                 f"--calib-size {self.calib_size} is too small", f"use >= {MIN_IMAGES} (512 default)"
             )
-        if self.max_drop is not None and self.max_drop < 0:
-            raise ConfigError(
-                f"--max-drop {self.max_drop} is negative", "give points >= 0, e.g. 0.5"
-            )
+        if self.max_drop is not None:
+            check_max_drop_value(self.max_drop)
         if not 0 <= self.min_agreement <= 100:
             raise ConfigError(
                 f"--min-agreement {self.min_agreement} is not a percentage", "use e.g. 99"
@@ -176,75 +179,102 @@ def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
             "to build its TensorRT engine on the device: edgevision engine BUNDLE",
         )
     started = time.perf_counter()
-    timings: dict[str, float] = {}
     source = load_source(config.input, config.spec)
-    warnings = list(source.notes)
     for note in source.notes:
         log.warning("%s", note)
-    eval_set = _eval_set(config, source, warnings)
+    eval_set = _eval_set(config, source)
     with _torch_threads(config.threads), scratch_dir("ev-build-") as work:
-        # The calibration set first: a bad --calib fails before a slow export.
-        with _timed(timings, "calibration_set"):
-            calib = collect_calibration(
-                config.calib, source.spec, config.calib_size, source.split, config.seed, track
-            )
-        warnings += calib.warnings
-        with _timed(timings, "export"):
-            fp32 = _fp32_model(source, config, work, track)
-        with _timed(timings, "export_check"):
-            check = _check_export(source, fp32, calib, config, track)
-        with _timed(timings, "calibrate"):
-            prep = prepare_for_quantization(fp32, work / "model.prep.onnx")
-            config = _with_op_types_excluded(config, prep)
-            ranges = calibrate(
-                prep,
-                calib,
-                source.spec,
-                method=config.method,
-                cache_dir=config.cache_dir,
-                threads=config.threads,
-                batch_size=config.batch_size,
-                track=track,
-            )
-        with _timed(timings, "quantize"):
-            artifacts = _quantize(prep, ranges, config, work)
-        with _timed(timings, "evaluate"):
-            evaluation = _evaluate(fp32, artifacts, eval_set, source.spec, config, track)
-        if evaluation is not None and evaluation.skipped:
-            warnings.append(f"skipped {len(evaluation.skipped)} unreadable evaluation image(s)")
-        with _timed(timings, "calibration_advice"):
-            advice = _advise(prep, calib, source.spec, config, track)
-        parts = _Parts(source, config, fp32, artifacts, calib, ranges, check, evaluation, advice)
-        with _timed(timings, "accuracy_budget"):
-            _accuracy(parts, prep, eval_set, work, track)
-        if parts.evaluation is not None:
-            warnings += [
-                f"low agreement: {w}" for w in low_agreement(parts.evaluation, config.min_agreement)
-            ]
-        with _timed(timings, "deploy_choice"):
-            _deploy(parts, prep, eval_set, work, track)
-        elapsed = time.perf_counter() - started
-        report = _report(parts, timings, warnings, elapsed)
-        manifest = _write(parts, report, work)
-    return BuildResult(
-        config.out, manifest, report, calib, ranges, check, parts.evaluation, warnings, elapsed,
-        advice, parts.budget, parts.table,
-    )  # fmt: skip
+        ctx = _calibrated(config, source, eval_set, work, track, started)
+        for name, step in STEPS:
+            with _timed(ctx.timings, name):
+                step(ctx)
+        return _finish(ctx)
 
 
-# -- steps as the pipeline uses them ----------------------------------------------------------
-def _eval_set(config: BuildConfig, source: ModelSource, warnings: list[str]) -> EvalSet | None:
+# -- up to the calibrated model ---------------------------------------------------------------
+NO_EVAL_SET = "no labelled held-out set: accuracy not verified (give --eval DIR)"
+
+
+def _eval_set(config: BuildConfig, source: ModelSource) -> EvalSet | None:
     if config.eval is not None:
         return eval_set_from_folder(config.eval, source.spec)
     found = eval_set_from_split(source.split, source.spec) if source.split else None
-    if found is None:
-        if config.max_drop is not None:
-            raise ConfigError(
-                "--max-drop needs a labelled held-out set, and there is none",
-                "give --eval DIR (an ImageFolder), or build from a RUN folder with split.json",
-            )
-        warnings.append("no labelled held-out set: accuracy not verified (give --eval DIR)")
+    if found is None and config.max_drop is not None:
+        raise ConfigError(
+            "--max-drop needs a labelled held-out set, and there is none",
+            "give --eval DIR (an ImageFolder), or build from a RUN folder with split.json",
+        )
     return found
+
+
+def _calibrated(
+    config: BuildConfig,
+    source: ModelSource,
+    eval_set: EvalSet | None,
+    work: Path,
+    track: Tracker,
+    started: float,
+) -> BuildContext:
+    """Calibration set, export, export check, calibrated ranges: the build's shared context.
+
+    The calibration set first: a bad --calib fails before a slow export.
+    """
+    timings: dict[str, float] = {}
+    warnings = [*source.notes, *([] if eval_set is not None else [NO_EVAL_SET])]
+    spec = source.spec
+    with _timed(timings, "calibration_set"):
+        calib = collect_calibration(
+            config.calib, spec, config.calib_size, source.split, config.seed, track
+        )
+    warnings += calib.warnings
+    with _timed(timings, "export"):
+        fp32 = _fp32_model(source, config, work, track)
+    with _timed(timings, "export_check"):
+        check = _check_export(source, fp32, calib, config, track)
+    with _timed(timings, "calibrate"):
+        prep = prepare_for_quantization(fp32, work / "model.prep.onnx")
+        nodes = _nodes_to_exclude(config, prep)
+        ranges = calibrate(
+            prep, calib, spec, config.method, config.cache_dir, **_batched(config, track)
+        )
+    return BuildContext(
+        prep=prep,
+        ranges=ranges,
+        calib=calib,
+        spec=spec,
+        eval_set=eval_set,
+        evaluator=_quiet_evaluator(eval_set, spec, config),
+        reference=fp32,
+        targets=config.targets,
+        nodes_to_exclude=nodes,
+        threads=config.threads,
+        batch_size=config.batch_size,
+        work=work,
+        track=track,
+        config=config,
+        source=source,
+        started=started,
+        check=check,
+        warnings=warnings,
+        timings=timings,
+    )
+
+
+def _quiet_evaluator(
+    eval_set: EvalSet | None, spec: ModelSpec, config: BuildConfig
+) -> Evaluator | None:
+    """The re-verifications (budget search, sensitivity, deployment choice) run silently:
+    there are many, and their log lines say what each found."""
+    if eval_set is None:
+        return None
+    return functools.partial(
+        evaluate,
+        eval_set=eval_set,
+        spec=spec,
+        threads=config.threads,
+        batch_size=2 * config.batch_size,
+        track=silent,
+    )
 
 
 def _fp32_model(source: ModelSource, config: BuildConfig, work: Path, track: Tracker) -> Path:
@@ -297,16 +327,20 @@ def _check_export(
         images,
         atol=config.export_atol,
         min_agreement=config.export_min_agreement,
-        threads=config.threads,
-        batch_size=config.batch_size,
-        track=track,
+        **_batched(config, track),
     )
 
 
-def _with_op_types_excluded(config: BuildConfig, prep: Path) -> BuildConfig:
-    """``exclude_op_types`` as node names of the pre-processed model, added to the config's."""
+def _batched(config: BuildConfig, track: Tracker) -> dict[str, Any]:
+    """What every batched ONNX Runtime pass of the build takes (export check, calibration,
+    the advisor)."""
+    return {"threads": config.threads, "batch_size": config.batch_size, "track": track}
+
+
+def _nodes_to_exclude(config: BuildConfig, prep: Path) -> tuple[str, ...]:
+    """``nodes_to_exclude`` and every node of the ``exclude_op_types`` in the prepared model."""
     if not config.exclude_op_types:
-        return config
+        return config.nodes_to_exclude
     import onnx
 
     nodes = onnx.load(str(prep), load_external_data=False).graph.node
@@ -319,23 +353,21 @@ def _with_op_types_excluded(config: BuildConfig, prep: Path) -> BuildConfig:
         )
     chosen = [n.name for n in nodes if n.op_type in config.exclude_op_types]
     log.info("--exclude-op-types keeps %d node(s) in float", len(chosen))
-    return replace(
-        config, nodes_to_exclude=tuple(dict.fromkeys([*config.nodes_to_exclude, *chosen]))
-    )
+    return union(config.nodes_to_exclude, chosen)
 
 
-def _quantize(
-    prep: Path, ranges: CalibrationRanges, config: BuildConfig, work: Path
-) -> dict[str, Path]:
-    out = {}
-    for name in config.targets:
+# -- the steps on the calibrated model, in order; each takes the build's context ---------------
+def _quantize(ctx: BuildContext) -> None:
+    """One INT8 artifact per target, from the same ranges."""
+    targets = ctx.targets
+    for name in targets:
         target = TARGETS.get(name)
         try:
-            out[target.artifact] = quantize_for_target(
-                prep, ranges, name, work / target.file, config.nodes_to_exclude
+            ctx.artifacts[target.artifact] = quantize_for_target(
+                ctx.prep, ctx.ranges, name, ctx.work / target.file, ctx.nodes_to_exclude
             )
         except BuildError as exc:
-            others = [t for t in config.targets if t != name]
+            others = [t for t in targets if t != name]
             raise BuildError(
                 f"target {name}: {exc.message}",
                 f"build the other target(s) alone with --targets {','.join(others)}, or keep "
@@ -344,169 +376,159 @@ def _quantize(
                 else "keep the offending nodes in float with --exclude-nodes NAME,… or "
                 "--exclude-op-types TYPE,…",
             ) from None
-    return out
 
 
-def _evaluate(
-    fp32: Path,
-    artifacts: dict[str, Path],
-    eval_set: EvalSet | None,
-    spec: ModelSpec,
-    config: BuildConfig,
-    track: Tracker,
-) -> Evaluation | None:
-    if eval_set is None:
-        return None
-    models = {"fp32": fp32, **artifacts}
-    evaluation = evaluate(models, eval_set, spec, config.threads, 2 * config.batch_size, track)
-    for name in artifacts:
+def _evaluate(ctx: BuildContext) -> None:
+    """Top-1 of FP32 and every artifact on the held-out set (none: not verified)."""
+    if ctx.eval_set is None:
+        return
+    models = {"fp32": ctx.fp32, **ctx.artifacts}
+    ev = evaluate(models, ctx.eval_set, ctx.spec, ctx.threads, 2 * ctx.batch_size, ctx.track)
+    for name in ctx.artifacts:
         log.info(
             "%s: top-1 %.2f%% (FP32 %.2f%%), drop %.2f points, agreement %.2f%%",
             name,
-            evaluation.top1(name),
-            evaluation.top1("fp32"),
-            evaluation.drop(name),
-            evaluation.agreement(name),
+            ev.top1(name),
+            ev.top1("fp32"),
+            ev.drop(name),
+            ev.agreement(name),
         )
-    return evaluation
+    if ev.skipped:
+        ctx.warnings.append(f"skipped {len(ev.skipped)} unreadable evaluation image(s)")
+    ctx.evaluation = ev
 
 
-def _advise(
-    prep: Path, calib: CalibrationSet, spec: ModelSpec, config: BuildConfig, track: Tracker
-) -> CalibrationAdvice | None:
+def _advise(ctx: BuildContext) -> None:
+    """The calibration advisor: how many images the ranges needed."""
+    config = ctx.config
     if not config.advise:
-        return None
-    advice = advise_calibration_size(
-        prep,
-        calib,
-        spec,
-        cache_dir=config.cache_dir,
-        threads=config.threads,
-        batch_size=config.batch_size,
-        track=track,
+        return
+    ctx.advice = advise_calibration_size(
+        ctx.prep, ctx.calib, ctx.spec, cache_dir=config.cache_dir, **_batched(config, ctx.track)
     )
-    log.info("calibration advisor: %s", advice.message())
-    return advice
+    log.info("calibration advisor: %s", ctx.advice.message())
 
 
-# -- accuracy budget and sensitivity ----------------------------------------------------------
-def _accuracy(p: _Parts, prep: Path, eval_set: EvalSet | None, work: Path, track: Tracker) -> None:
+def _accuracy(ctx: BuildContext) -> None:
     """Meet ``max_drop`` (keeping layers in float when needed) and/or analyze sensitivity."""
-    config, spec = p.config, p.source.spec
-
-    def evaluator(models: dict[str, Path]) -> Evaluation:
-        # Silent: the search re-verifies many times; its log lines say what each found.
-        return evaluate(models, eval_set, spec, config.threads, 2 * config.batch_size, silent)
-
-    search = config.max_drop is not None and config.search_float and p.evaluation is not None
-    if search:
-        p.budget = fit_budget(
-            prep, p.ranges, p.calib, spec, eval_set, config.max_drop, work / "budget",
-            targets=config.targets, top_k=config.max_float_layers,
-            nodes_to_exclude=config.nodes_to_exclude, reference=p.fp32,
-            plain_models=p.artifacts, plain=p.evaluation, evaluator=evaluator,
-            latency_iterations=config.latency_iterations, threads=config.threads,
-            batch_size=config.batch_size, track=track,
-        )  # fmt: skip
-        log.info("%s", p.budget.summary())
-        p.table, p.artifacts = p.budget.table, p.budget.artifacts
-        p.evaluation, p.nodes_to_exclude = p.budget.evaluation, p.budget.nodes_to_exclude
-    if p.evaluation is not None:
-        check_max_drop(p.evaluation, config.max_drop, config.min_agreement)
-    if config.analyze and p.table is None:
-        p.table = analyze_sensitivity(
-            prep, p.ranges, p.calib, spec, target=_worst_target(p), top_k=config.max_float_layers,
-            nodes_to_exclude=config.nodes_to_exclude, reference=p.fp32,
-            plain=p.artifacts[TARGETS.get(_worst_target(p)).artifact],
-            evaluator=evaluator if eval_set is not None else None, threads=config.threads,
-            batch_size=config.batch_size, work_dir=work, track=track,
-        )  # fmt: skip
+    config = ctx.config
+    if config.max_drop is not None and config.search_float and ctx.evaluation is not None:
+        _fit_budget(ctx, config.max_drop)
+    if ctx.evaluation is not None:
+        check_max_drop(ctx.evaluation, config.max_drop, config.min_agreement)
+    if config.analyze and ctx.table is None:
+        target = _worst_target(ctx)
+        plain = ctx.artifacts[TARGETS.get(target).artifact]
+        ctx.table = analyze_sensitivity(ctx, target, top_k=config.max_float_layers, plain=plain)
+    if ctx.evaluation is not None:
+        low = low_agreement(ctx.evaluation, config.min_agreement)
+        ctx.warnings += [f"low agreement: {w}" for w in low]
 
 
-def _worst_target(p: _Parts) -> str:
+def _fit_budget(ctx: BuildContext, max_drop: float) -> None:
+    """The fewest sensitive layers in float that meet ``max_drop``: its artifacts are shipped."""
+    ctx.budget = fit_budget(
+        ctx,
+        max_drop,
+        top_k=ctx.config.max_float_layers,
+        plain_models=ctx.artifacts,
+        plain=ctx.evaluation,
+        latency_iterations=ctx.config.latency_iterations,
+    )
+    log.info("%s", ctx.budget.summary())
+    ctx.table, ctx.artifacts = ctx.budget.table, ctx.budget.artifacts
+    ctx.evaluation, ctx.nodes_to_exclude = ctx.budget.evaluation, ctx.budget.nodes_to_exclude
+
+
+def _worst_target(ctx: BuildContext) -> str:
     """The target whose INT8 lost most top-1 (the first target when not evaluated)."""
-    if p.evaluation is None:
-        return p.config.targets[0]
-    return max(p.config.targets, key=lambda t: p.evaluation.drop(TARGETS.get(t).artifact))
+    ev = ctx.evaluation
+    if ev is None:
+        return ctx.targets[0]
+    return max(ctx.targets, key=lambda t: ev.drop(TARGETS.get(t).artifact))
 
 
-# -- which artifact each target deploys --------------------------------------------------------
-def _deploy(p: _Parts, prep: Path, eval_set: EvalSet | None, work: Path, track: Tracker) -> None:
+def _deploy(ctx: BuildContext) -> None:
     """Time FP32 vs INT8 for ``cpu`` (keeping layers slower in INT8 in float if that makes it
     faster) and record each target's choice; TensorRT decides on the device."""
-    for name in p.config.targets:
-        target = TARGETS.get(name)
+    for name in ctx.targets:
+        artifact = TARGETS.get(name).artifact
         if name != "cpu":
-            p.deploy[name] = not_measured(
-                name, target.artifact, "timed on the device when `edgevision engine` builds it"
-            )
-        elif not p.config.deploy_by_latency:
-            p.deploy[name] = not_measured(
-                name, target.artifact, "not timed (--no-deploy-by-latency)"
-            )
+            why = "timed on the device when `edgevision engine` builds it"
+            ctx.deploy[name] = not_measured(name, artifact, why)
+        elif not ctx.config.deploy_by_latency:
+            ctx.deploy[name] = not_measured(name, artifact, "not timed (--no-deploy-by-latency)")
         else:
-            p.deploy[name] = _deploy_cpu(p, prep, eval_set, work)
-        log.info("deploy %s: %s", name, p.deploy[name].why)
+            ctx.deploy[name] = _deploy_cpu(ctx)
+        log.info("deploy %s: %s", name, ctx.deploy[name].why)
 
 
-def _deploy_cpu(p: _Parts, prep: Path, eval_set: EvalSet | None, work: Path) -> Deployment:
-    config, target = p.config, TARGETS.get("cpu")
-    folder = work / "deploy"
-
-    def requantize(nodes: Sequence[str], sub: Path) -> Path:
-        sub.mkdir(parents=True, exist_ok=True)
-        return quantize_for_target(prep, p.ranges, "cpu", sub / target.file, tuple(nodes))
-
-    threads = config.threads if config.threads > 0 else 1
+def _deploy_cpu(ctx: BuildContext) -> Deployment:
+    artifact = TARGETS.get("cpu").artifact
     inputs = DeployInputs(
-        p.fp32,
-        p.artifacts[target.artifact],
-        p.source.spec.input_shape(1),
-        requantize,
-        folder,
-        config.deploy_max_batch,
-        threads,
-        config.deploy_iterations,
-        p.nodes_to_exclude,
+        fp32=ctx.fp32,
+        int8=ctx.artifacts[artifact],
+        shape=ctx.spec.input_shape(1),
+        requantize=functools.partial(_requantize_cpu, ctx),
+        work=ctx.work / "deploy",
+        max_batch=ctx.config.deploy_max_batch,
+        threads=ctx.threads if ctx.threads > 0 else 1,
+        iterations=ctx.config.deploy_iterations,
+        already_float=ctx.nodes_to_exclude,
     )
     decision, model = choose_cpu(inputs)
-    if model != p.artifacts[target.artifact]:
-        p.artifacts[target.artifact] = model
-        p.nodes_to_exclude = tuple(dict.fromkeys([*p.nodes_to_exclude, *decision.float_nodes]))
-        if eval_set is not None:  # the shipped INT8 changed: verify it again
-            models = {"fp32": p.fp32, **p.artifacts}
-            p.evaluation = evaluate(
-                models, eval_set, p.source.spec, config.threads, 2 * config.batch_size, silent
-            )
-            check_max_drop(p.evaluation, config.max_drop, config.min_agreement)
-    if p.evaluation is not None and decision.artifact != "fp32":
-        ev = p.evaluation
+    if model != ctx.artifacts[artifact]:
+        _ship_cpu(ctx, model, decision.float_nodes)
+    if ctx.evaluation is not None and decision.artifact != "fp32":
+        ev = ctx.evaluation
         decision.why += (
-            f"; drop {ev.drop(target.artifact):.2f} points, agreement "
-            f"{ev.agreement(target.artifact):.2f}%"
+            f"; drop {ev.drop(artifact):.2f} points, agreement {ev.agreement(artifact):.2f}%"
         )
     return decision
 
 
-# -- the bundle -------------------------------------------------------------------------------
-@dataclass
-class _Parts:
-    source: ModelSource
-    config: BuildConfig
-    fp32: Path
-    artifacts: dict[str, Path]
-    calib: CalibrationSet
-    ranges: CalibrationRanges
-    check: ExportCheck | None
-    evaluation: Evaluation | None
-    advice: CalibrationAdvice | None = None
-    budget: BudgetResult | None = None
-    table: SensitivityTable | None = None
-    nodes_to_exclude: tuple[str, ...] = ()
-    deploy: dict[str, Deployment] = field(default_factory=dict)
+def _requantize_cpu(ctx: BuildContext, nodes: Sequence[str], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return ctx.quantize("cpu", folder / TARGETS.get("cpu").file, nodes)
 
-    def __post_init__(self) -> None:
-        self.nodes_to_exclude = self.nodes_to_exclude or self.config.nodes_to_exclude
+
+def _ship_cpu(ctx: BuildContext, model: Path, float_nodes: Sequence[str]) -> None:
+    """Ship ``model`` (INT8 with ``float_nodes`` in float for speed), verified again."""
+    ctx.artifacts[TARGETS.get("cpu").artifact] = model
+    ctx.nodes_to_exclude = union(ctx.nodes_to_exclude, float_nodes)
+    if ctx.eval_set is not None:
+        ctx.evaluation = ctx.evaluate({"fp32": ctx.fp32, **ctx.artifacts})
+        check_max_drop(ctx.evaluation, ctx.config.max_drop, ctx.config.min_agreement)
+
+
+STEPS: tuple[tuple[str, Callable[[BuildContext], None]], ...] = (
+    ("quantize", _quantize),
+    ("evaluate", _evaluate),
+    ("calibration_advice", _advise),
+    ("accuracy_budget", _accuracy),
+    ("deploy_choice", _deploy),
+)
+
+
+# -- the report and the bundle ----------------------------------------------------------------
+def _finish(ctx: BuildContext) -> BuildResult:
+    elapsed = time.perf_counter() - ctx.started
+    report = _report(ctx, elapsed)
+    manifest = _write(ctx, report)
+    return BuildResult(
+        out=ctx.config.out,
+        manifest=manifest,
+        report=report,
+        calibration=ctx.calib,
+        ranges=ctx.ranges,
+        export_check=ctx.check,
+        evaluation=ctx.evaluation,
+        warnings=ctx.warnings,
+        build_time_s=elapsed,
+        advice=ctx.advice,
+        budget=ctx.budget,
+        sensitivity=ctx.table,
+    )
 
 
 def versions() -> dict[str, str | None]:
@@ -520,108 +542,124 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def _calibration_record(p: _Parts) -> dict[str, Any]:
+def _calibration_record(ctx: BuildContext) -> dict[str, Any]:
     return {
         "file": CALIBRATION_FILE,
-        "method": p.config.method,
-        "size": len(p.calib),
-        "manifest_sha256": p.calib.manifest_sha256,
-        "source": p.calib.source,
-        "skipped": len(p.calib.skipped),
-        "ranges_from_cache": p.ranges.from_cache,
-        "cache_key": p.ranges.key,
+        "method": ctx.config.method,
+        "size": len(ctx.calib),
+        "manifest_sha256": ctx.calib.manifest_sha256,
+        "source": ctx.calib.source,
+        "skipped": len(ctx.calib.skipped),
+        "ranges_from_cache": ctx.ranges.from_cache,
+        "cache_key": ctx.ranges.key,
     }
 
 
-def _report(
-    p: _Parts, timings: dict[str, float], warnings: list[str], elapsed: float
-) -> dict[str, Any]:
+def _report(ctx: BuildContext, elapsed: float) -> dict[str, Any]:
     return {
-        "source": p.source.record(),
-        "export_check": p.check.to_dict() if p.check else None,
-        "calibration": _calibration_record(p) | {"stats": p.calib.stats},
-        "accuracy": p.evaluation.summary() if p.evaluation else None,
-        "targets": list(p.config.targets),
-        "nodes_to_exclude": list(p.nodes_to_exclude),
-        "calibration_advice": p.advice.to_dict() if p.advice else None,
-        "accuracy_budget": p.budget.to_dict() if p.budget else None,
-        "deploy": {name: d.to_dict() for name, d in p.deploy.items()},
-        "sensitivity": _sensitivity_record(p),
+        "source": ctx.source.record(),
+        "export_check": ctx.check.to_dict() if ctx.check else None,
+        "calibration": _calibration_record(ctx) | {"stats": ctx.calib.stats},
+        "accuracy": ctx.evaluation.summary() if ctx.evaluation else None,
+        "targets": list(ctx.targets),
+        "nodes_to_exclude": list(ctx.nodes_to_exclude),
+        "calibration_advice": ctx.advice.to_dict() if ctx.advice else None,
+        "accuracy_budget": ctx.budget.to_dict() if ctx.budget else None,
+        "deploy": {name: d.to_dict() for name, d in ctx.deploy.items()},
+        "sensitivity": _sensitivity_record(ctx),
         "build_time_s": round(elapsed, 2),
-        "timings_s": {k: round(v, 2) for k, v in timings.items()},
-        "warnings": warnings,
+        "timings_s": {k: round(v, 2) for k, v in ctx.timings.items()},
+        "warnings": ctx.warnings,
         "versions": versions(),
     }
 
 
-def _write(p: _Parts, report: dict[str, Any], work: Path) -> dict[str, Any]:
-    import onnx
-
-    files: dict[str, Any] = {FP32_FILE: p.fp32}
-    artifacts: dict[str, dict[str, Any]] = {
-        "fp32": {"file": FP32_FILE, "precision": "fp32", "target": "any"}
-    }
-    for name in p.config.targets:
-        target = TARGETS.get(name)
-        files[target.file] = p.artifacts[target.artifact]
-        artifacts[target.artifact] = target.record() | {"calibration_method": p.config.method}
-        if p.nodes_to_exclude:
-            artifacts[target.artifact]["float_nodes"] = list(p.nodes_to_exclude)
-    calib_doc = p.calib.manifest() | {"method": p.config.method}
-    files[CALIBRATION_FILE] = (json.dumps(calib_doc, indent=2) + "\n").encode()
-    reports = work / "report"
-    reports.mkdir()
-    files |= write_report(report, reports)
-    extra = _extra_markdown(p, report)
-    if extra:
-        md = files["report.md"]
-        files["report.md"] = atomic_write_text(md, Path(md).read_text(encoding="utf-8") + extra)
-    if p.table is not None:
-        files |= p.table.write(reports)
-    if p.evaluation is not None:
-        files[PLOT] = plot_per_class(p.evaluation, reports / PLOT)
-    opset = next(
-        o.version for o in onnx.load(str(p.fp32)).opset_import if o.domain in ("", "ai.onnx")
-    )
-    check_out(p.config.out, p.config.force)  # again: the folder may have changed meanwhile
-    write_bundle(
-        p.config.out,
+def _write(ctx: BuildContext, report: dict[str, Any]) -> dict[str, Any]:
+    """Write the bundle atomically; its manifest, as written."""
+    files, artifacts = _bundle_files(ctx, report)
+    check_out(ctx.config.out, ctx.config.force)  # again: the folder may have changed meanwhile
+    _, manifest = write_bundle_manifest(
+        ctx.config.out,
         files,
-        p.source.spec,
+        ctx.spec,
         artifacts,
-        build={
-            "time_s": report["build_time_s"],
-            "exporter": p.config.exporter if p.source.model is not None else None,
-            "opset": opset,
-            "source": report["source"],
-            "export_check": report["export_check"],
-            "threads": p.config.threads,
-        },
-        calibration=_calibration_record(p),
-        deploy={name: d.to_dict() for name, d in p.deploy.items()},
+        build=_build_record(ctx, report),
+        calibration=_calibration_record(ctx),
+        deploy=report["deploy"],
         accuracy=report["accuracy"],
-        accuracy_budget=_budget_record(p),
+        accuracy_budget=_budget_record(ctx),
         versions=report["versions"],
         report={
             "json": "report.json",
             "markdown": "report.md",
-            "plot": PLOT if p.evaluation else None,
+            "plot": PLOT if ctx.evaluation else None,
             "sensitivity": report["sensitivity"],
         },
     )
-    return json.loads((Path(p.config.out) / "manifest.json").read_text(encoding="utf-8"))
+    return manifest
 
 
-def _sensitivity_record(p: _Parts) -> dict[str, Any] | None:
-    if p.table is None:
+def _bundle_files(
+    ctx: BuildContext, report: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The bundle's files (name → path or bytes) and its artifacts' manifest entries."""
+    files: dict[str, Any] = {FP32_FILE: ctx.fp32}
+    artifacts: dict[str, dict[str, Any]] = {
+        "fp32": {"file": FP32_FILE, "precision": "fp32", "target": "any"}
+    }
+    method = ctx.config.method
+    for name in ctx.targets:
+        target = TARGETS.get(name)
+        files[target.file] = ctx.artifacts[target.artifact]
+        artifacts[target.artifact] = target.record() | {"calibration_method": method}
+        if ctx.nodes_to_exclude:
+            artifacts[target.artifact]["float_nodes"] = list(ctx.nodes_to_exclude)
+    calib_doc = ctx.calib.manifest() | {"method": method}
+    files[CALIBRATION_FILE] = (json.dumps(calib_doc, indent=2) + "\n").encode()
+    return files | _report_files(ctx, report), artifacts
+
+
+def _report_files(ctx: BuildContext, report: dict[str, Any]) -> dict[str, Path]:
+    """report.json/.md, the per-class plot and the sensitivity table, written under work."""
+    reports = ctx.work / "report"
+    reports.mkdir()
+    files = write_report(report, reports)
+    extra = _extra_markdown(ctx, report)
+    if extra:
+        md = files["report.md"]
+        files["report.md"] = atomic_write_text(md, Path(md).read_text(encoding="utf-8") + extra)
+    if ctx.table is not None:
+        files |= ctx.table.write(reports)
+    if ctx.evaluation is not None:
+        files[PLOT] = plot_per_class(ctx.evaluation, reports / PLOT)
+    return files
+
+
+def _build_record(ctx: BuildContext, report: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``build``: how the FP32 model was made, and with what."""
+    import onnx
+
+    opsets = onnx.load(str(ctx.fp32)).opset_import
+    return {
+        "time_s": report["build_time_s"],
+        "exporter": ctx.config.exporter if ctx.source.model is not None else None,
+        "opset": next(o.version for o in opsets if o.domain in ("", "ai.onnx")),
+        "source": report["source"],
+        "export_check": report["export_check"],
+        "threads": ctx.config.threads,
+    }
+
+
+def _sensitivity_record(ctx: BuildContext) -> dict[str, Any] | None:
+    if ctx.table is None:
         return None
-    return dict(SENSITIVITY_FILES) | {"target": p.table.target, "layers": len(p.table.rows)}
+    return dict(SENSITIVITY_FILES) | {"target": ctx.table.target, "layers": len(ctx.table.rows)}
 
 
-def _budget_record(p: _Parts) -> dict[str, Any] | None:
-    if p.budget is None:
+def _budget_record(ctx: BuildContext) -> dict[str, Any] | None:
+    if ctx.budget is None:
         return None
-    b = p.budget
+    b = ctx.budget
     return {
         "max_drop": b.max_drop,
         "met": b.met,
@@ -633,16 +671,16 @@ def _budget_record(p: _Parts) -> dict[str, Any] | None:
     }
 
 
-def _extra_markdown(p: _Parts, report: dict[str, Any]) -> str:
+def _extra_markdown(ctx: BuildContext, report: dict[str, Any]) -> str:
     """report.md sections for the calibration advisor, the budget and the sensitivity table."""
     text = ""
-    if p.advice is not None:
-        text += f"\n## Calibration advisor\n\n{p.advice.message()}.\n"
+    if ctx.advice is not None:
+        text += f"\n## Calibration advisor\n\n{ctx.advice.message()}.\n"
     if report["accuracy_budget"]:
         text += budget_markdown(report["accuracy_budget"])
-    if p.table is not None:
+    if ctx.table is not None:
         text += (
-            f"\n## Sensitivity\n\n{len(p.table.rows)} quantized layers ranked in "
+            f"\n## Sensitivity\n\n{len(ctx.table.rows)} quantized layers ranked in "
             f"[{SENSITIVITY_FILES['markdown']}]({SENSITIVITY_FILES['markdown']})\n\n"
             f"![sensitivity]({SENSITIVITY_FILES['plot']})\n"
         )

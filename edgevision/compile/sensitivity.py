@@ -29,30 +29,25 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgevision.compile.calibrate import CalibrationRanges, quantizable_op_types
-from edgevision.compile.calibration import CalibrationSet
-from edgevision.compile.evaluate import EvalSet, Evaluation, evaluate
+from edgevision.compile.calibrate import quantizable_op_types
+from edgevision.compile.context import Job
 from edgevision.compile.graph import GraphIndex
 from edgevision.compile.progress import Tracker, silent
-from edgevision.compile.quantize import TARGETS, quantize_for_target
+from edgevision.compile.quantize import TARGETS
 from edgevision.errors import BuildError
 from edgevision.fileio import atomic_write_json, atomic_write_text
-from edgevision.spec import ModelSpec
 
 if TYPE_CHECKING:
     import onnx
 
 log = logging.getLogger(__name__)
-
-# name → model path; returns predictions of all of them on the evaluation set.
-Evaluator = Callable[[Mapping[str, Path]], Evaluation]
 
 FILES = {"json": "sensitivity.json", "markdown": "sensitivity.md", "plot": "sensitivity.png"}
 _EPS = float(np.finfo(float).eps)  # ORT's guard in compute_signal_to_quantization_noice_ratio
@@ -173,67 +168,39 @@ class SensitivityTable:
         }
 
 
-def make_evaluator(
-    eval_set: EvalSet, spec: ModelSpec, threads: int = 0, batch_size: int = 32, track=silent
-) -> Evaluator:
-    """An `Evaluator` over ``eval_set`` with `evaluate` (all models share one decoding pass)."""
-
-    def run(models: Mapping[str, Path]) -> Evaluation:
-        return evaluate(models, eval_set, spec, threads, batch_size, track)
-
-    return run
-
-
 def analyze_sensitivity(
-    fp32_path: str | os.PathLike[str],
-    ranges: CalibrationRanges,
-    calib: CalibrationSet,
-    spec: ModelSpec,
-    eval_set: EvalSet | None = None,
+    job: Job,
     target: str = "cpu",
     *,
     top_k: int = 8,
-    nodes_to_exclude: Sequence[str] = (),
     sqnr_images: int = 32,
-    reference: str | os.PathLike[str] | None = None,
     plain: str | os.PathLike[str] | None = None,
-    evaluator: Evaluator | None = None,
-    threads: int = 0,
-    batch_size: int = 16,
-    work_dir: str | os.PathLike[str] | None = None,
-    track: Tracker = silent,
 ) -> SensitivityTable:
-    """Rank the layers of ``fp32_path`` (the pre-processed FP32 model that was calibrated) by
+    """Rank the layers of ``job.prep`` (the pre-processed FP32 model that was calibrated) by
     how much ``target``'s INT8 distorts them, and measure the top-1 effect of keeping each of
-    the ``top_k`` worst in float (needs ``eval_set`` or ``evaluator``; ``top_k=0`` skips it).
+    the ``top_k`` worst in float (needs the job's evaluation set or evaluator; ``top_k=0``
+    skips it). The job's ``nodes_to_exclude`` stay in float throughout.
 
-    ``reference`` is the FP32 model the drop is measured against (default ``fp32_path``);
-    ``plain`` an existing INT8 model of ``fp32_path`` for ``target`` (quantized here if None).
-    Nothing is written outside ``work_dir`` (a temporary folder by default).
+    Drops are measured against ``job.fp32``; ``plain`` is an existing INT8 model of
+    ``job.prep`` for ``target`` (quantized here if None). Nothing is written outside
+    ``job.work`` (a temporary folder when it is None).
     """
-    if evaluator is None and eval_set is not None:
-        evaluator = make_evaluator(eval_set, spec, threads, 2 * batch_size, track)
-    if work_dir is not None:
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ev-sens-", dir=work_dir) as tmp:
+    if job.work is not None:
+        job.work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ev-sens-", dir=job.work) as tmp:
         work = Path(tmp)
         # The SQNR pass pairs each Q/DQ tensor with its FP32 twin, so it reads the INT8 model
         # before the target's (exact, shape-changing) kernel rewrites.
         if plain is None or TARGETS.get(target).finalize is not None:
-            bare = quantize_for_target(
-                fp32_path, ranges, target, work / "bare.onnx", nodes_to_exclude, finalize=False
-            )
+            bare = job.quantize(target, work / "bare.onnx", job.nodes_to_exclude, finalize=False)
         else:
-            bare = plain
+            bare = Path(plain)
         plain = plain or bare  # same outputs: the rewrites are exact
-        images = calib.tensors[:sqnr_images]
-        rows = layer_sqnr(fp32_path, bare, images, threads, batch_size, track)
-        table = SensitivityTable(
-            target, len(images), rows, nodes_to_exclude=tuple(nodes_to_exclude)
-        )
-        if evaluator is not None and top_k > 0:
-            models = (Path(fp32_path), Path(reference or fp32_path), Path(plain))
-            _measure_effects(table, *models, ranges, evaluator, top_k, work, track)
+        images = job.calib.tensors[:sqnr_images]
+        rows = layer_sqnr(job.prep, bare, images, job.threads, job.batch_size, job.track)
+        table = SensitivityTable(target, len(images), rows, nodes_to_exclude=job.nodes_to_exclude)
+        if job.can_evaluate and top_k > 0:
+            _measure_effects(job, table, Path(plain), top_k, work)
         elif top_k > 0:
             table.notes.append("no labelled evaluation set: accuracy effect not measured")
     return table
@@ -473,15 +440,7 @@ def union(*groups: Sequence[str]) -> tuple[str, ...]:
 
 
 def _measure_effects(
-    table: SensitivityTable,
-    fp32: Path,
-    reference: Path,
-    plain: Path,
-    ranges: CalibrationRanges,
-    evaluator: Evaluator,
-    top_k: int,
-    work: Path,
-    track: Tracker = silent,
+    job: Job, table: SensitivityTable, plain: Path, top_k: int, work: Path
 ) -> None:
     picked, seen = [], set()
     for row in table.rows:
@@ -489,16 +448,11 @@ def _measure_effects(
         if row.float_nodes and key not in seen and len(picked) < top_k:
             seen.add(key)
             picked.append(row)
-    models = {"fp32": reference, "plain": plain}
-    for i, row in enumerate(track(picked, len(picked), "sensitivity: quantize")):
-        models[f"float:{i}"] = quantize_for_target(
-            fp32,
-            ranges,
-            table.target,
-            work / f"float{i}.onnx",
-            union(table.nodes_to_exclude, row.float_nodes),
-        )
-    ev = evaluator(models)
+    models = {"fp32": job.fp32, "plain": plain}
+    for i, row in enumerate(job.track(picked, len(picked), "sensitivity: quantize")):
+        nodes = union(table.nodes_to_exclude, row.float_nodes)
+        models[f"float:{i}"] = job.quantize(table.target, work / f"float{i}.onnx", nodes)
+    ev = job.evaluate(models)
     table.plain_drop, table.fp32_top1, table.eval_images = ev.drop("plain"), ev.top1("fp32"), ev.n
     for i, row in enumerate(picked):
         row.drop = round(ev.drop(f"float:{i}"), 3) + 0.0  # + 0.0: no "-0.0"

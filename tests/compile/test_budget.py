@@ -154,7 +154,7 @@ def test_fit_budget_sets_back_a_layer_that_hurts(outlier, tmp_path):
     (it measured best alone), set back, and the outlier layers are kept instead."""
     import numpy as np
 
-    from edgevision.compile import calibrate, collect_calibration, fit_budget
+    from edgevision.compile import Job, calibrate, collect_calibration, fit_budget
     from edgevision.compile import prepare_for_quantization as prepare
     from edgevision.compile.evaluate import Evaluation
     from edgevision.compile.sensitivity import LayerSensitivity, SensitivityTable
@@ -180,10 +180,17 @@ def test_fit_budget_sets_back_a_layer_that_hurts(outlier, tmp_path):
         LayerSensitivity("conv1", "Conv", "c1", 3.0, float_nodes=("conv1", "conv2")),
         LayerSensitivity("conv2", "Conv", "c2", 3.0, float_nodes=("conv2", "conv3")),
     ]
-    result = fit_budget(
-        prep, ranges, calib, spec, None, 0.5, tmp_path / "out", targets=("cpu",),
-        table=SensitivityTable("cpu", 16, rows), evaluator=scripted, latency_iterations=0,
-    )  # fmt: skip
+    job = Job(
+        prep=prep,
+        ranges=ranges,
+        calib=calib,
+        spec=spec,
+        evaluator=scripted,
+        targets=("cpu",),
+        work=tmp_path / "out",
+    )
+    table = SensitivityTable("cpu", 16, rows)
+    result = fit_budget(job, 0.5, table=table, latency_iterations=0)
     assert [s.phase for s in result.steps] == ["plain", "reject", "add", "add", "prune"]
     assert [s.layers for s in result.steps][1:4] == [["fc"], ["conv1"], ["conv1", "conv2"]]
     # pruned: with conv2 in float, conv1's tensor is float already (conv2 reads it in float)

@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgevision.bundle import Bundle
 from edgevision.compile import (
+    Job,
     analyze_sensitivity,
     build_bundle,
     calibrate,
@@ -42,7 +43,8 @@ def prepared(outlier, tmp_path_factory):
 
 def test_outlier_layers_rank_first_with_their_float_nodes(prepared):
     prep, ranges, calib, spec, eval_set = prepared
-    table = analyze_sensitivity(prep, ranges, calib, spec, eval_set, "tensorrt", threads=1)
+    job = Job(prep=prep, ranges=ranges, calib=calib, spec=spec, eval_set=eval_set, threads=1)
+    table = analyze_sensitivity(job, "tensorrt")
     assert table.target == "tensorrt" and table.images == 16
     first, second = table.rows[:2]
     assert (first.layer, second.layer) == ("conv1", "conv2")
@@ -69,7 +71,8 @@ def test_outlier_layers_rank_first_with_their_float_nodes(prepared):
 
 def test_sqnr_without_evaluation_and_top_k(prepared):
     prep, ranges, calib, spec, _ = prepared
-    table = analyze_sensitivity(prep, ranges, calib, spec, None, "cpu", threads=1, sqnr_images=8)
+    job = Job(prep=prep, ranges=ranges, calib=calib, spec=spec, threads=1)
+    table = analyze_sensitivity(job, "cpu", sqnr_images=8)
     assert table.images == 8 and all(r.drop is None for r in table.rows)
     assert "accuracy effect not measured" in table.notes[0]
     assert table.candidates()[0].layer == "conv1"
