@@ -111,7 +111,7 @@ def test_budget_markdown_names_before_after_and_price():
                 "drop_alone": 0.2,
                 "added_ms": 0.05,
             },
-        ],  # fmt: skip
+        ],
         "before": before.to_dict(),
         "after": after.to_dict(),
         "latency": {
@@ -120,7 +120,7 @@ def test_budget_markdown_names_before_after_and_price():
             "budgeted_over_plain": 1.1,
             "fp32_over_budgeted": 2.5,
             "median_ms": {"fp32": 2.0, "int8": 0.7, "budgeted": 0.8},
-        },  # fmt: skip
+        },
     }
     md = render_markdown(section)
     assert "| int8-cpu | 90.00 | 5.00 | 94.80 | 0.20 | 99.00 |" in md
@@ -130,12 +130,10 @@ def test_budget_markdown_names_before_after_and_price():
 
 def test_cli_budget_and_analyze(outlier, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")  # rich wraps at 80 columns when not on a terminal
-    args = [
-        "build", str(outlier["model"]), "--spec", str(outlier["spec"]), "--out",
-        str(tmp_path / "b"), "--calib", str(outlier["data"]), "--calib-size", "16", "--eval",
-        str(outlier["data"]), "--targets", "cpu", "--threads", "1", "--cache-dir",
-        str(outlier["root"] / "cache"), "--max-drop", "0.5", "--analyze",
-    ]  # fmt: skip
+    args = ["build", str(outlier["model"]), "--spec", str(outlier["spec"])]
+    args += ["--out", str(tmp_path / "b"), "--calib", str(outlier["data"]), "--calib-size", "16"]
+    args += ["--eval", str(outlier["data"]), "--targets", "cpu", "--threads", "1"]
+    args += ["--cache-dir", str(outlier["root"] / "cache"), "--max-drop", "0.5", "--analyze"]
     try:
         main(args)
     except SystemExit as exc:

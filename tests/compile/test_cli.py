@@ -34,14 +34,10 @@ def test_build_then_inspect(run_dir, data_dir, tmp_path, capsys):
     calib = tmp_path / "calib"
     write_images(calib, 16, seed=4)
     (calib / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    out = _ok(
-        [
-            "build", str(run_dir), "--out", str(tmp_path / "b"), "--calib", str(calib),
-            "--calib-size", "16", "--method", "percentile", "--targets", "cpu",
-            "--exporter", "legacy", "--threads", "1", "--cache-dir", str(tmp_path / "cache"),
-        ],
-        capsys,
-    )  # fmt: skip
+    args = ["build", str(run_dir), "--out", str(tmp_path / "b"), "--calib", str(calib)]
+    args += ["--calib-size", "16", "--method", "percentile", "--targets", "cpu"]
+    args += ["--exporter", "legacy", "--threads", "1", "--cache-dir", str(tmp_path / "cache")]
+    out = _ok(args, capsys)
     assert "export check on 16 images: max abs diff" in out
     assert "skipped 1 unreadable calibration image" in out
     assert "int8-cpu" in out and "model.int8.cpu.onnx" in out

@@ -13,9 +13,19 @@ from tests.compile.real_model import bench_fidelity
 def test_small_real_photo_benchmark_runs_and_the_default_recipe_is_faithful(tmp_path):
     tool = bench_fidelity()
     args = argparse.Namespace(
-        calib=16, held_out=48, size=64, blocks=3, method="minmax", recipes="plain,gptq+bc",
-        targets="cpu,tensorrt", max_drop=None, latency=0, threads=1, json=None, work=None,
-    )  # fmt: skip
+        calib=16,
+        held_out=48,
+        size=64,
+        blocks=3,
+        method="minmax",
+        recipes="plain,gptq+bc",
+        targets="cpu,tensorrt",
+        max_drop=None,
+        latency=0,
+        threads=1,
+        json=None,
+        work=None,
+    )
     result = tool.run(args, tmp_path)
     rows = result["recipes"]
     assert set(rows) == {f"{r}:{a}" for r in ("plain", "gptq+bc") for a in ("int8-cpu", "int8-trt")}
