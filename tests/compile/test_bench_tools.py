@@ -61,3 +61,65 @@ def test_bench_build_needs_a_run_to_build_a_missing_bundle(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--bundle", str(tmp_path / "nope")])
     assert "building it needs --run RUN" in capsys.readouterr().err
+
+
+def test_bench_zoo_builds_one_small_model_and_reports_its_row(tmp_path, capsys):
+    from bench_zoo import HEADERS, main, table_row
+
+    out = tmp_path / "zoo.json"
+    argv = ["--models", "test_efficientnet", "--size", "32", "--calib-size", "16", "--skip-train"]
+    argv += [
+        "--threads",
+        "1",
+        "--rounds",
+        "3",
+        "--work",
+        str(tmp_path / "work"),
+        "--json",
+        str(out),
+    ]
+    assert main(argv) == 0
+    results = json.loads(out.read_text())
+    (row,) = results["models"]
+    assert row["model"] == "test_efficientnet" and row["build_ok"] and row["error"] is None
+    assert row["qdq_check"] == "ok"
+    for artifact in ("int8-cpu", "int8-trt"):
+        share = row["quantized"][artifact]
+        assert 0 < share["quantized"] <= share["layers"]
+    assert row["deployed"] in ("int8-cpu", "fp32") and row["why"]
+    assert row["int8_over_fp32"] > 0 and row["int8_over_fp32_retimed"] > 0
+    assert isinstance(row["deployed_slower"], bool)
+    assert results["trained"] == [] and "1/1 build with default options" in results["goals"]
+    cells = table_row(row)
+    assert len(cells) == len(HEADERS) and cells[0] == "test_efficientnet"
+    assert cells[1].startswith("ok") and cells[6] == row["deployed"]
+    assert "test_efficientnet" in capsys.readouterr().out
+
+
+def test_bench_zoo_flags_low_agreement_and_failed_builds():
+    from bench_zoo import TRAINED_GOAL, goals, report_warnings, table_row
+
+    rows = [{"model": "m", "build_ok": False, "error": "the tensorrt INT8 model fails"}]
+    trained = [
+        {
+            "model": "t",
+            "build_ok": True,
+            "images": 120,
+            "deployed": {"cpu": "int8-cpu", "tensorrt": "int8-trt"},
+            "agreement": {"cpu": 97.5, "tensorrt": 99.2},
+            "flagged": {"cpu": True, "tensorrt": False},
+        }
+    ]
+    lines = report_warnings(rows, trained)
+    assert lines[0] == "m: build failed: the tensorrt INT8 model fails"
+    assert "97.50% agreement" in lines[1] and "flagged in the build's warnings" in lines[1]
+    assert len(lines) == 2  # 99.2 % needs no flag
+    result = goals(rows, trained)
+    assert result["0/1 build with default options"] is False
+    assert result[TRAINED_GOAL]
+    trained[0]["flagged"]["cpu"] = False
+    assert "NOT flagged" in report_warnings(rows, trained)[1]
+    assert not goals(rows, trained)[
+        "every trained model's deployed artifacts >= 99% agreement or flagged"
+    ]
+    assert table_row(rows[0])[1] == "FAIL"
