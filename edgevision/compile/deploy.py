@@ -241,9 +241,14 @@ def _faster(times: dict[str, dict[str, float]], name: str) -> bool:
 
 
 def _why_int8(times: dict[str, dict[str, float]], name: str) -> str:
-    parts = [
-        f"{times[FP32][b] / times[name][b]:.2f}x faster than FP32 at batch {b}" for b in times[name]
-    ]
+    parts = []
+    for b in times[name]:
+        speedup = times[FP32][b] / times[name][b]
+        parts.append(
+            f"{speedup:.2f}x faster than FP32 at batch {b}"
+            if speedup >= 1
+            else f"slower than FP32 at batch {b} ({speedup:.2f}x; deployed for batch 1)"
+        )
     return f"{name}: " + ", ".join(parts)
 
 

@@ -34,6 +34,16 @@ def _fake_times(monkeypatch, int8_ms):
     monkeypatch.setattr(dep, "time_models", times)
 
 
+def test_int8_faster_at_batch_1_only_says_so(tmp_path, monkeypatch):
+    def times(models, batches, shape, iterations, threads):
+        return {"fp32": {"1": 1.0, "4": 4.0}, "int8-cpu": {"1": 0.8, "4": 5.0}}
+
+    monkeypatch.setattr(dep, "time_models", times)
+    decision, _ = dep.choose_cpu(_inputs(tmp_path, lambda *a: pytest.fail("no rescue")))
+    assert decision.artifact == "int8-cpu" and "1.25x faster than FP32 at batch 1" in decision.why
+    assert "slower than FP32 at batch 4 (0.80x; deployed for batch 1)" in decision.why
+
+
 def test_int8_faster_is_deployed(tmp_path, monkeypatch):
     _fake_times(monkeypatch, [0.5])
     decision, model = dep.choose_cpu(_inputs(tmp_path, lambda *a: pytest.fail("no rescue")))
