@@ -51,8 +51,15 @@ def test_int8_within_the_noise_margin_is_not_deployed(tmp_path, monkeypatch):
     assert decision.artifact == "fp32" and "less than 1.10x faster than FP32" in decision.why
 
 
+def test_a_fast_timing_the_second_one_does_not_confirm_is_not_deployed(tmp_path, monkeypatch):
+    _fake_times(monkeypatch, [0.5, 1.0])
+    monkeypatch.setattr(dep, "node_times", lambda *a, **k: {})
+    decision, _ = dep.choose_cpu(_inputs(tmp_path, lambda *a: pytest.fail("nothing to rescue")))
+    assert decision.artifact == "fp32" and decision.latency_ms["int8-cpu"]["1"] == 1.0
+
+
 def test_int8_faster_is_deployed(tmp_path, monkeypatch):
-    _fake_times(monkeypatch, [0.5])
+    _fake_times(monkeypatch, [0.5, 0.5])  # faster, and confirmed by a second timing
     decision, model = dep.choose_cpu(_inputs(tmp_path, lambda *a: pytest.fail("no rescue")))
     assert decision.artifact == "int8-cpu" and "2.00x faster than FP32 at batch 1" in decision.why
     assert decision.latency_ms["int8-cpu"] == {"1": 0.5, "4": 2.0}
@@ -89,7 +96,7 @@ def _renamed(path: Path, tmp_path: Path) -> Path:
 
 
 def test_rescue_succeeds_with_the_fewest_layers(tmp_path, monkeypatch):
-    _fake_times(monkeypatch, [1.5, 0.9])
+    _fake_times(monkeypatch, [1.5, 0.9, 0.9])
     monkeypatch.setattr(
         dep,
         "node_times",
