@@ -16,7 +16,7 @@ import numpy as np
 
 STAGES = ("capture", "preprocess", "infer", "postprocess", "sink")
 PERCENTILES = (50, 90, 99)
-SAMPLE_CAP = 1 << 12  # values kept per series (~130 KB each as Python floats); p99 within ~0.2 points
+SAMPLE_CAP = 1 << 12  # values kept per series (~130 KB as Python floats); p99 to ~0.2 points
 _MASK = (1 << 64) - 1
 
 
