@@ -37,7 +37,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-WEIGHT_STATS_FORMAT = 1
+WEIGHT_STATS_FORMAT = 2  # 2: no H for layers past rounding.MAX_GPTQ_K
 WEIGHT_STATS_IMAGES = 64  # E[x xᵀ] of a layer's input settles long before its ranges do
 CACHE_ENV = "EDGEVISION_CACHE"
 PREPROCESSING_FIELDS = (

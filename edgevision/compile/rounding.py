@@ -44,6 +44,13 @@ RECIPES.register("gptq+bc", (True, True))
 DEFAULT_RECIPE = "gptq+bc"
 
 
+# GPTQ inverts a K x K Hessian and sweeps its K columns: O(K^3) a layer. Past this fan-in
+# (ResNet's 3x3x256 and 3x3x512 convolutions: K = 2304, 4608) one layer took tens of seconds
+# per target, so those layers get nearest rounding (bias correction still applies). The
+# depthwise and pointwise layers that need it most have K <= 1280.
+MAX_GPTQ_K = 2048
+
+
 def _layers(model: Any, index: GraphIndex) -> list[Any]:
     """Conv (plain or depthwise) and Gemm nodes with a constant weight."""
     found = []
@@ -116,8 +123,11 @@ def weight_statistics(
         outs[feed] = batch
         for node in layers:
             cols = _patches(outs[node.input[0]], node, index.consts[node.input[1]])
-            h = np.matmul(cols.transpose(0, 2, 1), cols, dtype=np.float64)
-            for key, value in ((f"{node.name}|H", h), (f"{node.name}|mean", cols.sum(1))):
+            moments = [(f"{node.name}|mean", cols.sum(1))]
+            if cols.shape[2] <= MAX_GPTQ_K:  # a larger layer is not re-rounded: no H needed
+                h = np.matmul(cols.transpose(0, 2, 1), cols, dtype=np.float64)
+                moments.append((f"{node.name}|H", h))
+            for key, value in moments:
                 sums[key] = sums[key] + value if key in sums else value.astype(np.float64)
             count[node.name] = count.get(node.name, 0) + cols.shape[1]
     return {k: v / count[k.split("|")[0]] for k, v in sums.items()}
@@ -178,7 +188,7 @@ def round_weights(
     originals = {n.name: n for n in fp32.graph.node}
     changed = []
     for node in _layers(fp32, ref):
-        if node.name in skip or f"{node.name}|H" not in stats:
+        if node.name in skip or f"{node.name}|mean" not in stats:
             continue
         qnode = next((n for n in model.graph.node if n.name == node.name), None)
         dq = index.producer.get(qnode.input[1]) if qnode is not None else None
@@ -190,7 +200,7 @@ def round_weights(
         weight = ref.consts[originals[node.name].input[1]]
         rows, back = _as_rows(node, weight)
         scale = np.broadcast_to(index.consts[dq.input[1]].astype(np.float64), rows.shape[:1])
-        if gptq:
+        if gptq and f"{node.name}|H" in stats:
             levels = hessian_rounding(rows, scale, stats[f"{node.name}|H"])
         else:
             levels = np.clip(np.rint(rows / scale[:, None]), -QMAX, QMAX).astype(np.int8)

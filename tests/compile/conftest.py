@@ -87,8 +87,15 @@ def built(tmp_path_factory, run_dir):
     from edgevision.compile import BuildConfig, build_bundle
 
     root = tmp_path_factory.mktemp("built")
+    # The deployment choice is timing-dependent on a model this small (INT8 ~ FP32): it has
+    # its own tests (test_deploy.py); here int8-cpu is deployed unmeasured, deterministically.
     config = BuildConfig(
-        input=run_dir, out=root / "bundle", calib_size=16, cache_dir=root / "cache", threads=1
+        input=run_dir,
+        out=root / "bundle",
+        calib_size=16,
+        cache_dir=root / "cache",
+        threads=1,
+        deploy_by_latency=False,
     )
     return build_bundle(config)
 
