@@ -420,8 +420,13 @@ def _accuracy(ctx: BuildContext) -> None:
         target = _worst_target(ctx)
         plain = ctx.artifacts[TARGETS.get(target).artifact]
         ctx.table = analyze_sensitivity(ctx, target, top_k=config.max_float_layers, plain=plain)
+
+
+def _agreement(ctx: BuildContext) -> None:
+    """Warn about every shipped INT8 artifact below --min-agreement (after the deployment
+    choice, which may have re-quantized the cpu one)."""
     if ctx.evaluation is not None:
-        low = low_agreement(ctx.evaluation, config.min_agreement)
+        low = low_agreement(ctx.evaluation, ctx.config.min_agreement)
         ctx.warnings += [f"low agreement: {w}" for w in low]
 
 
@@ -472,7 +477,7 @@ def _deploy_cpu(ctx: BuildContext) -> Deployment:
         requantize=functools.partial(_requantize_cpu, ctx),
         work=ctx.work / "deploy",
         max_batch=ctx.config.deploy_max_batch,
-        threads=ctx.threads if ctx.threads > 0 else 1,
+        threads=1,  # the vehicle's runner: one thread on a pinned CPU; two oversubscribe here
         iterations=ctx.config.deploy_iterations,
         already_float=ctx.nodes_to_exclude,
     )
@@ -507,6 +512,7 @@ STEPS: tuple[tuple[str, Callable[[BuildContext], None]], ...] = (
     ("calibration_advice", _advise),
     ("accuracy_budget", _accuracy),
     ("deploy_choice", _deploy),
+    ("agreement", _agreement),
 )
 
 
