@@ -74,18 +74,9 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         if is_bundle(input) or target is not None:
-            engine_opts = dict(
-                precision=precision,
-                workspace_mb=workspace_mb,
-                max_batch=max_batch,
-                dla_core=dla_core,
-                fp16_fallback=fp16_fallback,
-                opt_level=opt_level,
-                timing_cache=timing_cache,
-                engine_cache=engine_cache,
-                rebuild_if_stale=rebuild_if_stale,
-            )
-            _build_engine(console, input, target, engine_opts)
+            from edgevision.cli.engine import engine_options
+
+            _build_engine(console, input, target, engine_options(locals()))
             return
         if out is None:
             raise ConfigError("no --out given", "edgevision build RUN --out BUNDLE")

@@ -35,18 +35,26 @@ def register(app: typer.Typer) -> None:
         engine_cache: Path | None = typer.Option(None, help="Put engines here, not in the bundle."),
         rebuild_if_stale: bool = typer.Option(False, help="Replace an engine built differently."),
     ) -> None:
-        options = dict(
-            precision=precision,
-            workspace_mb=workspace_mb,
-            max_batch=max_batch,
-            dla_core=dla_core,
-            fp16_fallback=fp16_fallback,
-            opt_level=opt_level,
-            timing_cache=timing_cache,
-            engine_cache=engine_cache,
-            rebuild_if_stale=rebuild_if_stale,
-        )
-        build_device_engine(Console(), bundle, options)
+        build_device_engine(Console(), bundle, engine_options(locals()))
+
+
+# The command's options, as `build_engine` takes them (also the deprecated `build --target`'s).
+ENGINE_OPTIONS = (
+    "precision",
+    "workspace_mb",
+    "max_batch",
+    "dla_core",
+    "fp16_fallback",
+    "opt_level",
+    "timing_cache",
+    "engine_cache",
+    "rebuild_if_stale",
+)
+
+
+def engine_options(values: dict[str, Any]) -> dict[str, Any]:
+    """`ENGINE_OPTIONS` picked from a command's parameters (its ``locals()``)."""
+    return {name: values[name] for name in ENGINE_OPTIONS}
 
 
 def build_device_engine(console: Console, bundle: Path, options: dict[str, Any]) -> None:
