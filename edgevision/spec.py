@@ -16,9 +16,11 @@ from typing import Any
 
 from edgevision.errors import SpecError
 from edgevision.fileio import check_version, read_json
+from edgevision.tasks import TASKS, get_task
 
-SCHEMA_VERSION = 1
-TASKS = ("classification",)
+SCHEMA_VERSION = 2
+# Version 1 (classification only, before the task layer) is read as a classification spec.
+READABLE_VERSIONS = (1, 2)
 CHANNEL_ORDERS = ("RGB", "BGR")
 RESIZE_MODES = ("stretch", "letterbox", "center_crop")
 INTERPOLATIONS = ("nearest", "linear", "area", "cubic")
@@ -48,9 +50,16 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     layout: str = "NCHW"
     pad_value: int = 0
+    detection: Any = None  # DetectionOptions when task == "detection" (made with defaults)
     schema_version: int = field(default=SCHEMA_VERSION)
 
     def __post_init__(self) -> None:
+        task = get_task(self.task) if self.task in TASKS else None
+        if task is not None and task.options_key is not None:  # the task's own section
+            value = getattr(self, task.options_key)
+            if not isinstance(value, task.options):
+                value = task.options() if value is None else task.options.from_dict(value)
+                object.__setattr__(self, task.options_key, value)
         object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
         object.__setattr__(self, "input_size", tuple(int(x) for x in self.input_size))
         object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
@@ -84,15 +93,22 @@ class ModelSpec:
             SpecError,
             "rebuild the model or bundle with this edgevision version",
         )
-        _choice("task", self.task, TASKS)
+        _choice("task", self.task, tuple(TASKS.names()))
+        task = get_task(self.task)
+        for name in TASK_SECTIONS:
+            if name != task.options_key and getattr(self, name) is not None:
+                raise SpecError(
+                    f"ModelSpec has a {name!r} section but its task is {self.task!r}",
+                    "remove the section, or set task to the one it belongs to",
+                )
         _choice("channel_order", self.channel_order, CHANNEL_ORDERS)
         _choice("resize", self.resize, RESIZE_MODES)
         _choice("interpolation", self.interpolation, INTERPOLATIONS)
         _choice("layout", self.layout, LAYOUTS)
-        if len(self.labels) < 2:
+        if len(self.labels) < task.min_labels:
             raise SpecError(
                 f"ModelSpec labels has {len(self.labels)} class(es): {list(self.labels)}",
-                "a classifier needs at least 2 labels",
+                f"a {self.task} model needs at least {task.min_labels} label(s)",
             )
         if len(set(self.labels)) != len(self.labels) or any(not x for x in self.labels):
             raise SpecError(
@@ -124,6 +140,12 @@ class ModelSpec:
         d = asdict(self)
         for key in ("labels", "input_size", "mean", "std"):
             d[key] = list(d[key])
+        for name in TASK_SECTIONS:  # a task's section only where the task has one
+            section = getattr(self, name)
+            if section is None:
+                del d[name]
+            else:
+                d[name] = section.to_dict()
         return d
 
     @classmethod
@@ -131,13 +153,7 @@ class ModelSpec:
         """Strictly load a spec; ``num_outputs`` (a model's class count) must match the labels."""
         if not isinstance(data, dict):
             raise SpecError(f"ModelSpec must be a JSON object, got {type(data).__name__}")
-        check_version(
-            data.get("schema_version"),
-            SCHEMA_VERSION,
-            "ModelSpec",
-            SpecError,
-            f"write the spec with schema_version {SCHEMA_VERSION}, or rebuild with this edgevision",
-        )
+        data = _upgrade(data)
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known - {"num_classes"})
         if unknown:
@@ -184,6 +200,37 @@ class ModelSpec:
         """Read a spec JSON file strictly."""
         data = read_json(path, "ModelSpec file", SpecError)
         return cls.from_dict(data, num_outputs=num_outputs)
+
+
+TASK_SECTIONS = ("detection",)  # ModelSpec fields owned by one task each
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A spec dict of any readable version as the current version (version 1: classification)."""
+    version = data.get("schema_version")
+    if version == 1 and not isinstance(version, bool):
+        if data.get("task", "classification") != "classification":
+            raise SpecError(
+                f"ModelSpec schema_version 1 has task {data.get('task')!r}; version 1 specs are "
+                "classification only",
+                f"write the spec with schema_version {SCHEMA_VERSION}",
+            )
+        extra = sorted(set(data) & set(TASK_SECTIONS))
+        if extra:
+            raise SpecError(
+                f"ModelSpec schema_version 1 has a {extra[0]!r} section (new in version 2)",
+                f"write the spec with schema_version {SCHEMA_VERSION}",
+            )
+        return {**data, "schema_version": SCHEMA_VERSION}
+    check_version(
+        version,
+        SCHEMA_VERSION,
+        "ModelSpec",
+        SpecError,
+        f"write the spec with schema_version {SCHEMA_VERSION} (or 1 for a classifier), or "
+        "rebuild with this edgevision",
+    )
+    return data
 
 
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
