@@ -2,15 +2,56 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-SYNTH_HELP = """Write a seeded synthetic road-sign dataset as OUT/<class>/0000.jpg (ImageFolder).
+SYNTH_HELP = """Write a seeded synthetic road-sign dataset (same seed, same bytes).
 
-12 sign classes plus `background` (road scenes with no sign or only a far-away one).
-The same seed gives the same bytes."""
+--task classification (default): OUT/<class>/0000.jpg (ImageFolder), the 12
+sign classes plus `background` (scenes with no sign or only a far one).
+
+--task detection: OUT/images/000000.jpg and OUT/annotations.json (COCO
+boxes), scenes with 0-5 signs each, far to close, some occluded or cut."""
+
+_DEFAULT_SIZE = {"classification": "160x120", "detection": "320x240"}
+
+
+class Task(str, Enum):
+    """What `data synth` writes a dataset for."""
+
+    classification = "classification"
+    detection = "detection"
+
+
+def _synth_classification(
+    out: Path, per_class: int | None, seed: int, size: str, classes: list[str] | None
+) -> tuple[Path, str]:
+    from edgevision.data.synth import generate_dataset, resolve_classes
+
+    names = resolve_classes(classes)
+    per_class = 100 if per_class is None else per_class
+    path = generate_dataset(out, per_class=per_class, seed=seed, size=size, classes=names)
+    return path, f"{len(names)} classes × {per_class} images → {path}"
+
+
+def _synth_detection(
+    out: Path, images: int | None, seed: int, size: str, classes: list[str] | None
+) -> tuple[Path, str]:
+    from edgevision.data.synth_detect import (
+        generate_detection_dataset,
+        read_annotations,
+        resolve_detection_classes,
+    )
+
+    names = resolve_detection_classes(classes)
+    images = 600 if images is None else images
+    path = generate_detection_dataset(out, images=images, seed=seed, size=size, classes=names)
+    boxes = len(read_annotations(path)["annotations"])
+    return path, f"{images} images, {boxes} boxes, {len(names)} classes → {path}"
+
 
 VIDEO_HELP = """Write a synthetic dash-cam clip OUT.mp4 and its per-frame ground truth OUT.json.
 
@@ -28,9 +69,15 @@ def register(app: typer.Typer) -> None:
     @data.command("synth", help=SYNTH_HELP)
     def synth_cmd(
         out: Path = typer.Argument(..., help="Output folder (a new or previous synth folder)."),
-        per_class: int = typer.Option(100, "--per-class", help="Images per class."),
+        task: Task = typer.Option(Task.classification, help="What the dataset is for."),
+        per_class: int | None = typer.Option(
+            None, "--per-class", help="Images per class (classification; default 100)."
+        ),
+        images: int | None = typer.Option(None, help="Scenes (detection; default 600)."),
         seed: int = typer.Option(0, help="Random seed."),
-        size: str = typer.Option("160x120", help="Image size WIDTHxHEIGHT."),
+        size: str | None = typer.Option(
+            None, help="Image size WIDTHxHEIGHT (default 160x120, detection 320x240)."
+        ),
         classes: list[str] | None = typer.Option(
             None, "--classes", help="Only these classes (repeat or comma-separate)."
         ),
@@ -38,18 +85,26 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import time
 
-        from edgevision.data.synth import contact_sheet, generate_dataset, resolve_classes
+        from edgevision.errors import DataError
         from edgevision.fileio import check_output_file
 
-        names = resolve_classes(classes)
+        detect = task is Task.detection
+        wrong, right = ("--per-class", "--images N") if detect else ("--images", "--per-class N")
+        if (per_class if detect else images) is not None:
+            raise DataError(f"{wrong} does not apply to --task {task.value}", f"use {right}")
         if preview:
             check_output_file(preview, "--preview")
         start = time.perf_counter()
-        path = generate_dataset(out, per_class=per_class, seed=seed, size=size, classes=names)
+        run = _synth_detection if detect else _synth_classification
+        count = images if detect else per_class
+        path, summary = run(out, count, seed, size or _DEFAULT_SIZE[task.value], classes)
         took = time.perf_counter() - start
-        Console().print(f"{len(names)} classes × {per_class} images → {path} ({took:.1f} s)")
+        Console().print(f"{summary} ({took:.1f} s)")
         if preview:
-            Console().print(f"preview: {contact_sheet(path, preview)}")
+            from edgevision.data import synth, synth_detect
+
+            sheet = synth_detect.detection_contact_sheet if detect else synth.contact_sheet
+            Console().print(f"preview: {sheet(path, preview)}")
 
     @data.command("video", help=VIDEO_HELP)
     def video_cmd(

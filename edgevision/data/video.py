@@ -9,6 +9,11 @@ Ground truth per frame: ``label`` is the sign's class once the sign is at least 
 of the frame height (the smallest sign in the dataset's sign images) and at least `MIN_VISIBLE`
 of it is inside the frame, else ``"background"``. ``box`` ([x, y, w, h], clipped to the frame) is
 given whenever a sign is in view, even a small one labelled background, and ``sign`` names it.
+
+``objects`` lists every sign in view, whatever its size, for detection: ``[{"id", "label",
+"box"}]``, empty when none. ``id`` is the sign's event number, the same over its whole approach
+and different for every sign; ``box`` is ``[x0, y0, x1, y1]`` floats, the exact visible extent of
+the drawn shape in pixel-edge coordinates, as in the detection dataset (`sign_box`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from edgevision.data.render import (
     sign_quad,
     visible_box,
 )
+from edgevision.data.synth_detect import sign_box
 from edgevision.errors import DataError
 from edgevision.fileio import atomic_write_json, check_output_file, read_json
 from edgevision.opencv import cv2
@@ -56,6 +62,7 @@ _EXIT_FROM = 0.82  # fraction of an approach after which the sign slides out of 
 class _Event:
     """One sign's approach: which sign, when, and where on screen it travels."""
 
+    index: int  # the event number: the sign's identity in the ground truth's ``objects``
     name: str
     start: int
     length: int
@@ -133,6 +140,7 @@ class DashCam:
             start = round(0.6 * self.fps)
         side = 1.0 if rng.uniform() < 0.75 else -1.0
         return _Event(
+            index=k,
             name=self._order(k // len(SIGN_CLASSES))[k % len(SIGN_CLASSES)],
             start=start,
             length=max(4, round(rng.uniform(*_APPROACH_S) * self.fps)),
@@ -173,7 +181,7 @@ class DashCam:
         return int(i)
 
     def truth(self, i: int) -> dict[str, Any]:
-        """Ground truth of frame ``i``: ``{"index", "label", "box", "sign"}`` (no rendering)."""
+        """Ground truth of frame ``i`` (keys as in the module docstring), without rendering."""
         return self._render(self._check_index(i), draw=False)[1]
 
     def frame(self, i: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -193,7 +201,13 @@ class DashCam:
         w, h = self.size
         vp = self._vp(i)
         img = draw_road(self.style, w, h, i / self.fps * _SPEED_MS, vp) if draw else None
-        truth: dict[str, Any] = {"index": i, "label": BACKGROUND, "box": None, "sign": None}
+        truth: dict[str, Any] = {
+            "index": i,
+            "label": BACKGROUND,
+            "box": None,
+            "sign": None,
+            "objects": [],
+        }
         event = self._event_at(i)
         if event is not None:
             quad, scale = event.quad(i, h, vp, w)
@@ -202,6 +216,9 @@ class DashCam:
                 truth.update(box=box, sign=event.name)
                 if scale >= MIN_SIGN_SCALE and visible >= MIN_VISIBLE:
                     truth["label"] = event.name
+                extent = sign_box(event.name, quad, w, h)[1]
+                if extent is not None:  # None: only the quad's empty corner is in view
+                    truth["objects"].append({"id": event.index, "label": event.name, "box": extent})
             if img is not None and box is not None:
                 draw_pole(img, quad, ground_y(vp, scale * h))
                 draw_sign(img, event.name, quad, gain=event.gain)
@@ -251,7 +268,8 @@ def write_video(
     """Write a synthetic dash-cam clip to ``out`` (.mp4) and its ground truth to ``out``.json.
 
     The clip is written to a temp file, decoded back to check its frame count, then renamed into
-    place. The JSON holds ``fps``, ``size`` [w, h] and ``frames`` [{index, label, box, sign}].
+    place. The JSON holds ``fps``, ``size`` [w, h] and ``frames`` [{index, label, box, sign,
+    objects}].
     """
     out = Path(out)
     if out.suffix.lower() != ".mp4":

@@ -139,3 +139,43 @@ def test_video_to_an_unwritable_place_is_one_clear_error(tmp_path):
         write_video(tmp_path / "clip.mp4", seconds=0.2)
     with pytest.raises(OutputError, match="cannot be written"):
         write_video("/proc/x/clip.mp4", seconds=0.2)
+
+
+def test_truth_objects_carry_every_visible_sign(tmp_path):
+    cam = DashCam(seed=0, size=(320, 240), fps=15)
+    truths = [cam.truth(i) for i in range(200)]
+    frames_of: dict[int, list[int]] = {}
+    for t in truths:
+        assert isinstance(t["objects"], list)
+        if t["objects"]:
+            assert t["box"] is not None
+        if t["label"] != "background":
+            assert len(t["objects"]) == 1
+        for obj in t["objects"]:
+            x0, y0, x1, y1 = obj["box"]
+            assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
+            assert obj["label"] == t["sign"]
+            # The exact box lies in the whole-pixel one of the sign's corners and fills most of it.
+            bx, by, bw, bh = t["box"]
+            assert bx <= x0 and by <= y0 and x1 <= bx + bw and y1 <= by + bh
+            if t["label"] != "background":
+                assert (x1 - x0) * (y1 - y0) > 0.6 * bw * bh
+            frames_of.setdefault(obj["id"], []).append(t["index"])
+    assert len(frames_of) >= 4
+    labels = {
+        k: {t["sign"] for t in truths if t["index"] in frames} for k, frames in frames_of.items()
+    }
+    assert all(len(names) == 1 for names in labels.values())  # one identity, one sign
+    ids = sorted(frames_of)
+    assert ids == list(range(len(ids)))
+    for k in ids:  # an identity holds over a sign's whole approach, and signs come one by one
+        frames = frames_of[k]
+        assert frames == list(range(frames[0], frames[-1] + 1)) and len(frames) > 10
+        if k + 1 in frames_of:
+            assert frames[-1] < frames_of[k + 1][0]
+    # The clip's JSON carries the same objects.
+    out = write_video(tmp_path / "clip.mp4", seconds=2.0, fps=10, size=SIZE, progress=False)
+    written = read_truth(out)["frames"]
+    small = DashCam(seed=0, size=SIZE, fps=10)
+    assert [f["objects"] for f in written] == [small.truth(i)["objects"] for i in range(20)]
+    assert any(f["objects"] for f in written)
