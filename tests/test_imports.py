@@ -13,3 +13,22 @@ CODE = (
 def test_runtime_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# The torch-free parts of the task layer: the runtime, build's verify and the data tools use them.
+TASK_CODE = (
+    "import sys, edgevision.tasks, edgevision.tasks.base, edgevision.tasks.detect.spec, "
+    "edgevision.tasks.detect.geometry, edgevision.tasks.detect.metrics, "
+    "edgevision.tasks.detect.draw, edgevision.tasks.training, edgevision.data.detection, "
+    "edgevision.data.synth_detect, edgevision.data.video; "
+    "from edgevision.tasks import get_task; get_task('detection'); get_task('classification'); "
+    "print(sorted(m for m in ('torch', 'torchvision', 'tensorrt', 'timm', 'matplotlib') "
+    "if m in sys.modules))"
+)
+
+
+def test_task_layer_torch_free_modules_import_no_torch():
+    out = subprocess.run(
+        [sys.executable, "-c", TASK_CODE], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -6,10 +6,14 @@ from pathlib import Path
 
 import typer
 
-HELP = """Fine-tune a classifier on DATA and write RUN/ (checkpoints + ModelSpec + report).
+HELP = """Fine-tune a classifier or a detector on DATA and write RUN/ (checkpoints + ModelSpec +
+report).
 
-DATA is an ImageFolder (one sub-folder per class), DATA/train + DATA/val + DATA/test folders,
-or a CSV manifest of path,label rows. Unreadable images are skipped and listed in the report.
+Classification: DATA is an ImageFolder (one sub-folder per class), DATA/train + DATA/val +
+DATA/test folders, or a CSV manifest of path,label rows. Detection: DATA is a COCO folder
+(images/ + annotations.json, or DATA/{train,val,test}/ each with its own) or a YOLO folder
+(images/ + labels/*.txt + data.yaml or classes.txt); --task auto picks detection for these.
+Unreadable images and bad labels are skipped, counted and listed in the report.
 
 Multi-GPU: torchrun --nproc_per_node=N -m edgevision train DATA --out RUN"""
 
@@ -36,12 +40,21 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         data: Path = typer.Argument(..., help="ImageFolder, split folders or path,label CSV."),
         out: Path = typer.Option(D.out, "--out", "-o", help="Run folder to write."),
+        task: str = typer.Option(D.task, help="auto (from DATA), classification or detection."),
         backbone: str = typer.Option(D.backbone, help="efficientnet_lite0 or any timm name."),
         weights: str = typer.Option(
             D.weights, help="default (ImageNet), none (from scratch) or a .pt/.safetensors file."
         ),
-        size: int = typer.Option(D.size, help="Input size in pixels (square)."),
-        resize: str = typer.Option(D.resize, help="stretch, letterbox or center_crop."),
+        size: str | None = typer.Option(
+            D.size,
+            help="Input size: pixels (square) or WIDTHxHEIGHT. Default: classification 128, "
+            "detection 256x192.",
+        ),
+        resize: str | None = typer.Option(
+            D.resize,
+            help="stretch, letterbox or center_crop. Default: classification stretch, detection "
+            "letterbox.",
+        ),
         freeze: str = typer.Option(D.freeze, help="full, head, or last:N (last N stages+head)."),
         dropout: float = typer.Option(D.dropout, help="Dropout before the new head."),
         optimizer: str = typer.Option(D.optimizer, help="adamw or sgd."),
@@ -64,7 +77,11 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option(split_default, help="train,val,test ratios."),
         seed: int = typer.Option(D.seed, help="Seed of the split, order and augmentation."),
         patience: int = typer.Option(D.patience, help="Early-stopping patience (0: off)."),
-        monitor: str = typer.Option(D.monitor, help="val_acc, val_f1 or val_loss."),
+        monitor: str | None = typer.Option(
+            D.monitor,
+            help="Early-stopping metric. Classification: val_acc (default), val_f1, val_loss; "
+            "detection: val_map (default, mAP@[.5:.95]), val_map50, val_loss.",
+        ),
         resume: bool = typer.Option(D.resume, help="Continue RUN from its last checkpoint."),
         overwrite: bool = typer.Option(D.overwrite, help="Replace an existing run in RUN."),
         compare_baseline: bool = typer.Option(

@@ -66,6 +66,9 @@ def is_bundle(path: str | os.PathLike[str]) -> bool:
     return isinstance(doc, dict) and {"schema_version", "spec", "files"} <= doc.keys()
 
 
+BUILDABLE_TASKS = ("classification",)
+
+
 def load_source(
     path: str | os.PathLike[str], spec_path: str | os.PathLike[str] | None = None
 ) -> ModelSource:
@@ -74,6 +77,16 @@ def load_source(
     if path.suffix.lower() == ".onnx":
         return _load_onnx(path, spec_path)
     return _load_checkpoint(path, spec_path)
+
+
+def _check_buildable(spec: ModelSpec, path: Path) -> None:
+    if spec.task not in BUILDABLE_TASKS:
+        raise BuildError(
+            f"{path} is a {spec.task} model; this edgevision builds INT8 bundles of "
+            f"{', '.join(BUILDABLE_TASKS)} models only",
+            "the run folder keeps the trained model and its report (metrics.json); "
+            f"the {spec.task} build step is not part of this version",
+        )
 
 
 def _load_checkpoint(path: Path, spec_path: str | os.PathLike[str] | None) -> ModelSource:
@@ -86,6 +99,7 @@ def _load_checkpoint(path: Path, spec_path: str | os.PathLike[str] | None) -> Mo
             "give a RUN folder from `edgevision train`, a checkpoint .pt, or an .onnx with --spec",
         )
     ckpt = load_checkpoint(path)
+    _check_buildable(ckpt.spec, path)
     if spec_path is not None:
         given = ModelSpec.load(spec_path, num_outputs=ckpt.spec.num_classes)
         if given != ckpt.spec:

@@ -136,14 +136,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Rebuild the model from a checkpoint (or a run folder) in eval mode, with its spec."""
-    from edgevision.train.backbones import create_model
+    from edgevision.tasks import get_task
 
     resolved = resolve_checkpoint(path)
     payload = read_checkpoint(resolved)
     spec = ModelSpec.from_dict(payload["spec"])
-    model = create_model(
-        payload["backbone"], num_classes=spec.num_classes, weights=None, img_size=spec.input_size
-    )
+    model = get_task(spec.task).training().rebuild(payload["backbone"], spec)
     model.load_state_dict(payload["state_dict"])
     model.eval()
     known = {"format", "version", "backbone", "state_dict", "spec", "config"}

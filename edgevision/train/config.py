@@ -17,7 +17,7 @@ from edgevision.spec import RESIZE_MODES
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step")
-MONITORS = ("val_acc", "val_loss", "val_f1")
+MONITORS = ("val_acc", "val_loss", "val_f1", "val_map", "val_map50")  # per task: its Trainer
 AUGMENTS = ("none", "light", "default", "strong")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)  # == edgevision.data.dataset.DEFAULT_RATIOS (tested)
@@ -27,17 +27,21 @@ DEFAULT_RATIOS = (0.7, 0.15, 0.15)  # == edgevision.data.dataset.DEFAULT_RATIOS 
 class TrainConfig:
     """Everything a training run needs; mirrors the `edgevision train` options.
 
+    ``task``: ``"auto"`` (from the data's layout), ``"classification"`` or ``"detection"``.
     ``weights``: ``"default"`` (shipped or timm-downloaded ImageNet weights), ``None`` (random
     init, i.e. training from scratch) or a local checkpoint path. ``freeze``: ``"full"``,
-    ``"head"`` or ``"last:N"``. ``threads`` ``None`` means all cores.
+    ``"head"`` or ``"last:N"``. ``threads`` ``None`` means all cores. ``size`` is the input side
+    in pixels (square) or ``"WIDTHxHEIGHT"``. ``size``, ``resize`` and ``monitor`` left ``None``
+    take the task's defaults (`resolved`).
     """
 
     data: str
     out: str = "runs/train"
+    task: str = "auto"
     backbone: str = "efficientnet_lite0"
     weights: str | None = "default"
-    size: int = 128
-    resize: str = "stretch"
+    size: int | str | None = None
+    resize: str | None = None
     freeze: str = "full"
     dropout: float = 0.2
     optimizer: str = "adamw"
@@ -58,7 +62,7 @@ class TrainConfig:
     split: tuple[float, float, float] = DEFAULT_RATIOS
     seed: int = 0
     patience: int = 6
-    monitor: str = "val_acc"
+    monitor: str | None = None
     resume: bool = False
     overwrite: bool = False
     compare_baseline: bool = False
@@ -72,14 +76,43 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data = str(self.data)
         self.out = str(self.out)
+        if isinstance(self.size, str) and self.size.strip().isdigit():
+            self.size = int(self.size)
         if self.weights is not None and self.weights != "default":
             self.weights = str(self.weights)
         from edgevision.data.dataset import check_ratios  # cv2: not at CLI start-up
 
         self.split = check_ratios(self.split)
 
+    def resolved(self) -> TrainConfig:
+        """A copy with the task decided (``auto``: from the data) and task defaults filled in."""
+        from dataclasses import replace
+
+        from edgevision.tasks import TASKS, get_task
+        from edgevision.tasks.base import infer_task
+
+        task = self.task
+        if task == "auto":
+            task = infer_task(self.data)
+        elif task not in TASKS:
+            raise EdgeVisionError(
+                f"--task {task!r} is not a task", f"use auto, {', '.join(TASKS.names())}"
+            )
+        defaults = get_task(task).training().defaults
+        filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return replace(self, task=task, **filled)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) from ``size`` (an int or ``"WIDTHxHEIGHT"``)."""
+        return parse_input_size(self.size)
+
     def validate(self) -> None:
         """Raise `EdgeVisionError` naming the first bad option and the fix."""
+        if self.task == "auto" or self.size is None or self.resize is None or not self.monitor:
+            raise EdgeVisionError(
+                "the training config has undecided task defaults", "call config.resolved() first"
+            )
         for name, value, options in (
             ("--optimizer", self.optimizer, OPTIMIZERS),
             ("--schedule", self.schedule, SCHEDULES),
@@ -96,8 +129,9 @@ class TrainConfig:
         parse_freeze(self.freeze)
 
     def _check_ranges(self) -> None:
+        h, w = self.input_size
         checks = (
-            ("--size", self.size, 16 <= self.size <= 1024, "16..1024"),
+            ("--size", self.size, min(h, w) >= 16 and max(h, w) <= 1024, "16..1024"),
             ("--epochs", self.epochs, self.epochs >= 1, ">= 1"),
             ("--batch-size", self.batch_size, self.batch_size >= 1, ">= 1"),
             ("--lr", self.lr, 0 < self.lr < 10, "in (0, 10)"),
@@ -170,6 +204,25 @@ class TrainResult:
     @property
     def test_top1(self) -> float:
         return float(self.metrics["test"]["top1"])
+
+
+def parse_input_size(size: int | str | list | tuple | None) -> tuple[int, int]:
+    """``224`` → (224, 224); ``"256x192"`` (WIDTHxHEIGHT) → (192, 256) as (height, width)."""
+    fix = "give pixels, e.g. --size 224, or WIDTHxHEIGHT, e.g. --size 256x192"
+    if isinstance(size, bool) or size is None:
+        raise EdgeVisionError(f"--size {size!r} is not a size", fix)
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, list | tuple) and len(size) == 2:  # (height, width)
+        return int(size[0]), int(size[1])
+    text = str(size).strip().lower()
+    try:
+        if "x" in text:
+            w, h = (int(v) for v in text.split("x"))
+            return h, w
+        return int(text), int(text)
+    except ValueError:
+        raise EdgeVisionError(f"--size {size!r} is not a size", fix) from None
 
 
 def default_threads() -> int:

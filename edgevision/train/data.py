@@ -7,6 +7,7 @@ what the runtime computes from ``read_image(path)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,12 @@ class ImageDataset(Dataset):
 
 
 def train_loader(
-    dataset: ImageDataset, batch_size: int, ctx: DistContext, seed: int, workers: int = 0
+    dataset: Dataset,
+    batch_size: int,
+    ctx: DistContext,
+    seed: int,
+    workers: int = 0,
+    collate: Callable | None = None,
 ) -> tuple[DataLoader, DistributedSampler]:
     """A shuffled loader over this rank's shard; call ``sampler.set_epoch(e)`` every epoch."""
     # DistributedSampler also serves a single process: its order is a function of (seed, epoch).
@@ -75,11 +81,18 @@ def train_loader(
         pin_memory=ctx.device.type == "cuda",
         drop_last=len(dataset) // ctx.world_size > batch_size,  # no tiny last batch for BN
         persistent_workers=workers > 0,
+        collate_fn=collate,
     )
     return loader, sampler
 
 
-def eval_loader(dataset: ImageDataset, batch_size: int, ctx: DistContext, workers: int = 0):
+def eval_loader(
+    dataset: Dataset,
+    batch_size: int,
+    ctx: DistContext,
+    workers: int = 0,
+    collate: Callable | None = None,
+) -> DataLoader:
     """An in-order loader over this rank's share (no padding: every image counted once)."""
     shard = Subset(dataset, list(range(ctx.rank, len(dataset), ctx.world_size)))
     return DataLoader(
@@ -88,6 +101,7 @@ def eval_loader(dataset: ImageDataset, batch_size: int, ctx: DistContext, worker
         shuffle=False,
         num_workers=workers,
         pin_memory=ctx.device.type == "cuda",
+        collate_fn=collate,
     )
 
 

@@ -55,7 +55,13 @@ def parse_freeze(value: str) -> FreezePlan:
 
 
 def stages(model: torch.nn.Module) -> list[list[str]]:
-    """The model's parameter names grouped into stages, input to output, head excluded."""
+    """The model's parameter names grouped into stages, input to output, head excluded.
+
+    A model may name its own stages (``freeze_stages()``, e.g. the detector's backbone).
+    """
+    own = getattr(model, "freeze_stages", None)
+    if own is not None:
+        return own()
     head = {id(p) for p in model.get_classifier().parameters()}
     names = {id(p): n for n, p in model.named_parameters()}
     matcher = getattr(model, "group_matcher", None)

@@ -1,8 +1,10 @@
-"""The training loop: `train(config) -> TrainResult`.
+"""The training loop: `train(config) -> TrainResult`, the same for every task.
 
 One run: scan and split the data, build the backbone with a fresh head, freeze by strategy,
 train with early stopping on a validation metric, keep the best weights, evaluate them on val
-and test, and write the report. Works as one process or one rank of ``torchrun`` (DDP).
+and test, and write the report. Works as one process or one rank of ``torchrun`` (DDP). What
+differs between tasks (data, model, loss, metrics, report) comes from the task's `Trainer`
+(`edgevision.tasks.training`), looked up by ``config.task``.
 
 Reproducibility: data order is a function of (seed, epoch), augmentation of (seed, epoch,
 index), and dropout draws from each rank's torch generator, whose state is saved in every
@@ -17,24 +19,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
-from edgevision.data.dataset import ImageStore, balance_table, scan_dataset
-from edgevision.data.split import Split
+from edgevision.data.dataset import ImageStore
 from edgevision.errors import EdgeVisionError, OutputError
 from edgevision.fileio import atomic_write_json, check_output_file
 from edgevision.spec import ModelSpec
+from edgevision.tasks import get_task
+from edgevision.tasks.classify.train import macro_f1  # noqa: F401  (re-exported)
+from edgevision.tasks.training import Trainer
 from edgevision.train import distributed as dist_
-from edgevision.train.augment import Augmenter
-from edgevision.train.backbones import create_model
 from edgevision.train.checkpoint import BEST, LAST, read_checkpoint, save_checkpoint
 from edgevision.train.config import TrainConfig, TrainResult, default_threads
-from edgevision.train.data import ImageDataset, eval_loader, make_datasets, train_loader
+from edgevision.train.data import eval_loader, train_loader
 from edgevision.train.freeze import apply_freeze, frozen_norms, parse_freeze, set_train_mode
 from edgevision.train.optim import make_optimizer, make_scheduler
 from edgevision.train.progress import NullLog, make_log
-from edgevision.train.report import comparison_table, summarize, write_report
+from edgevision.train.report import comparison_table
 
 SPLIT_JSON = "split.json"
 SPEC_JSON = "spec.json"
@@ -47,8 +48,6 @@ RESUME_OVERRIDES = (
     "epochs", "patience", "compare_baseline",
 )  # fmt: skip
 _MEMORY_FORMAT = torch.channels_last
-# monitor → (history key, +1 if higher is better else -1)
-MONITORS = {"val_acc": ("val_acc", 1.0), "val_f1": ("val_f1", 1.0), "val_loss": ("val_loss", -1.0)}
 
 
 @dataclass
@@ -68,13 +67,14 @@ class _Run:
     """The pieces of one run, built once by `_setup`."""
 
     config: TrainConfig
+    trainer: Trainer
     ctx: dist_.DistContext
     log: NullLog
-    split: Split
+    split: Any  # the task's split (classification: Split, detection: DetectionSplit)
     spec: ModelSpec
     model: torch.nn.Module  # the bare model (DDP shares its parameters)
     net: torch.nn.Module  # what the loop calls: DDP-wrapped when distributed
-    datasets: dict[str, ImageDataset]
+    datasets: dict[str, Any]
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: Any
@@ -89,16 +89,30 @@ class _Run:
     ema: Any = None  # timm ModelEmaV3 when --ema is on: evaluated, kept as the best weights
     best_state: dict[str, torch.Tensor] | None = None
     norms: list[torch.nn.Module] = field(default_factory=list)
+    scratch: dict[str, Any] = field(default_factory=dict)  # the task's, e.g. test predictions
+
+    def to_device(self, x: torch.Tensor, y: Any) -> tuple[torch.Tensor, Any]:
+        """A batch on the run's device: images channels-last; targets a tensor or dicts."""
+        device = self.ctx.device
+        x = x.to(device, non_blocking=True, memory_format=_MEMORY_FORMAT)
+        if isinstance(y, torch.Tensor):
+            return x, y.to(device, non_blocking=True)
+        return x, [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in y]
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Train a classifier as ``config`` says; returns the run's metrics and files.
+    """Train a model for ``config.task`` as ``config`` says; returns the run's metrics and files.
+
+    ``config.task`` ``"auto"`` takes the task from the data's layout (a COCO or YOLO folder is
+    detection); options left ``None`` take the task's defaults (input size, resize, monitor).
 
     Runs as one process, or as one rank of ``torchrun`` (each rank then trains on a shard of the
     data and only rank 0 writes). With ``config.compare_baseline`` a head-only run from the same
     weights is trained into ``RUN/baseline`` and both are reported side by side.
     """
+    config = config.resolved()
     config.validate()
+    get_task(config.task).training().check_monitor(config.monitor)
     if config.compare_baseline and parse_freeze(config.freeze).stages == 0:
         raise EdgeVisionError(
             "--compare-baseline compares fine-tuning against head-only training",
@@ -173,26 +187,24 @@ def _setup_threads(config: TrainConfig, ctx: dist_.DistContext) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def _load_split(config: TrainConfig, store: ImageStore) -> Split:
+def _load_split(trainer: Trainer, config: TrainConfig, store: ImageStore) -> Any:
     if config.resume:
-        return Split.load(config.run_dir / SPLIT_JSON)
-    return scan_dataset(config.data, config.split, config.seed, store)
+        return trainer.load_split(config.run_dir / SPLIT_JSON)
+    return trainer.scan(config, store)
 
 
-def _make_spec(config: TrainConfig, split: Split) -> ModelSpec:
+def _make_spec(trainer: Trainer, config: TrainConfig, split: Any) -> ModelSpec:
     if config.resume:
         return ModelSpec.from_dict(read_checkpoint(config.run_dir / LAST)["spec"])
-    return ModelSpec(
-        labels=tuple(split.labels), input_size=(config.size,) * 2, resize=config.resize
-    )
+    return trainer.make_spec(config, split)
 
 
-def _build_model(config: TrainConfig, spec: ModelSpec, log: NullLog) -> torch.nn.Module:
+def _build_model(
+    trainer: Trainer, config: TrainConfig, spec: ModelSpec, log: NullLog
+) -> torch.nn.Module:
     torch.manual_seed(config.seed)  # the new head's initial weights
     weights = None if config.resume else config.weights
-    model = create_model(
-        config.backbone, spec.num_classes, weights, config.dropout, img_size=spec.input_size
-    )
+    model = trainer.create_model(config.backbone, spec, weights, config.dropout)
     trainable, total = apply_freeze(model, config.freeze)
     source = {None: "random init", "default": "ImageNet weights"}.get(config.weights)
     log.info(
@@ -204,20 +216,21 @@ def _build_model(config: TrainConfig, spec: ModelSpec, log: NullLog) -> torch.nn
 
 def _setup(config: TrainConfig, ctx: dist_.DistContext) -> _Run:
     log = make_log(config.quiet, ctx.is_main)
+    trainer = get_task(config.task).training()
     _setup_threads(config, ctx)
     store = ImageStore(config.cache_mb << 20)
-    split = _load_split(config, store)
-    spec = _make_spec(config, split)
-    _announce_data(log, split)
-    augment = Augmenter(config.augment, config.hflip)
-    datasets = make_datasets(split, spec, store, augment, config.seed)
+    split = _load_split(trainer, config, store)
+    spec = _make_spec(trainer, config, split)
+    trainer.announce(log, split)
+    datasets = trainer.datasets(split, spec, store, config)
     # channels_last: oneDNN's and cuDNN's fast path for depthwise convs (~1.5x on 2 CPU cores)
-    model = _build_model(config, spec, log).to(ctx.device, memory_format=_MEMORY_FORMAT)
+    model = _build_model(trainer, config, spec, log)
+    model = model.to(ctx.device, memory_format=_MEMORY_FORMAT)
     if ctx.is_main and not config.resume:  # only once the model takes the data's size
         split.save(config.run_dir / SPLIT_JSON)
         spec.save(config.run_dir / SPEC_JSON)
         atomic_write_json(config.run_dir / CONFIG_JSON, config.to_dict())
-    run = _with_optimizer(config, ctx, log, split, spec, model, datasets)
+    run = _with_optimizer(config, trainer, ctx, log, split, spec, model, datasets)
     torch.manual_seed(config.seed + 7919 * ctx.rank)  # dropout: a different stream per rank
     if config.resume:
         _restore(run)
@@ -228,13 +241,14 @@ def _setup(config: TrainConfig, ctx: dist_.DistContext) -> _Run:
     return run
 
 
-def _with_optimizer(config, ctx, log, split, spec, model, datasets) -> _Run:
+def _with_optimizer(config, trainer, ctx, log, split, spec, model, datasets) -> _Run:
     """Wrap the model for DDP and add the optimiser, per-step scheduler and AMP scaler."""
     steps = len(train_loader(datasets["train"], config.batch_size, ctx, config.seed)[0])
     optimizer = make_optimizer(model, config)
     amp = ctx.device.type == "cuda" and config.amp is not False  # AMP is a GPU feature
     return _Run(
         config=config,
+        trainer=trainer,
         ctx=ctx,
         log=log,
         split=split,
@@ -270,35 +284,26 @@ def _wrap(model: torch.nn.Module, ctx: dist_.DistContext) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def _announce_data(log: NullLog, split: Split) -> None:
-    sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items.items())
-    log.info(f"data: {split.root} — {len(split.labels)} classes, {sizes}")
-    log.table(balance_table(split))
-    if split.skipped:
-        log.info(f"[yellow]skipped {len(split.skipped)} unusable file(s)[/] (see report.txt):")
-        for item in split.skipped[:10]:
-            log.info(f"  {item['path']}: {item['reason']}")
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
 def _fit(run: _Run) -> None:
     config, p = run.config, run.progress
+    collate = run.trainer.collate
     loader, sampler = train_loader(
-        run.datasets["train"], config.batch_size, run.ctx, config.seed, config.workers
+        run.datasets["train"], config.batch_size, run.ctx, config.seed, config.workers, collate
     )
-    val = eval_loader(run.datasets["val"], config.batch_size, run.ctx, config.workers)
+    val = eval_loader(run.datasets["val"], config.batch_size, run.ctx, config.workers, collate)
     while p.epoch < config.epochs and not p.stopped_early:
         sampler.set_epoch(p.epoch)
         run.datasets["train"].set_epoch(p.epoch)
         t0 = time.perf_counter()
-        train_loss, images = _train_epoch(run, loader)
+        train_loss, parts, images = _train_epoch(run, loader)
         dist_.broadcast_buffers(run.ctx, run.eval_model)
         dist_.broadcast_buffers(run.ctx, run.model)
-        cm, val_loss = _evaluate(run, val)
+        fields, _ = run.trainer.evaluate(run, val)
         seconds = time.perf_counter() - t0
-        entry = _history_entry(p.epoch + 1, train_loss, cm, val_loss, run, images / seconds)
+        entry = _history_entry(p.epoch + 1, train_loss, parts, fields, run, images / seconds)
         entry.update(seconds=seconds, train_images=images)
         p.history.append(entry)
         p.epoch += 1
@@ -310,20 +315,18 @@ def _fit(run: _Run) -> None:
         dist_.barrier(run.ctx)
 
 
-def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device):
-    x = x.to(device, non_blocking=True, memory_format=_MEMORY_FORMAT)
-    return x, y.to(device, non_blocking=True)
-
-
-def _train_epoch(run: _Run, loader: Any) -> tuple[float, int]:
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=run.config.label_smoothing)
+def _train_epoch(run: _Run, loader: Any) -> tuple[float, dict[str, float], int]:
+    """Mean loss over the epoch's images, the mean of each named loss part, images seen."""
     set_train_mode(run.net, run.norms)
     device = run.ctx.device
+    part_sums: dict[str, float] = {}
     with run.log.epoch(run.progress.epoch + 1, run.config.epochs, len(loader)) as bar:
         for x, y in loader:
-            x, y = _to_device(x, y, device)
+            x, y = run.to_device(x, y)
             with torch.autocast(device.type, dtype=torch.float16, enabled=run.amp):
-                loss = criterion(run.net(x), y)
+                loss, parts = run.trainer.loss(run, run.net(x), y)
+            for name, value in parts.items():
+                part_sums[name] = part_sums.get(name, 0.0) + value * len(x)
             run.optimizer.zero_grad(set_to_none=True)
             run.scaler.scale(loss).backward()
             run.scaler.step(run.optimizer)
@@ -331,49 +334,28 @@ def _train_epoch(run: _Run, loader: Any) -> tuple[float, int]:
             run.scheduler.step()
             if run.ema is not None:
                 run.ema.update(run.model, step=run.scheduler.last_epoch)
-            bar.step(len(y), float(loss.detach()))
-    totals = torch.tensor([bar.loss_sum, float(bar.images)], dtype=torch.float64, device=device)
-    loss_sum, images = dist_.all_sum(run.ctx, totals).tolist()
-    return loss_sum / max(1.0, images), int(images)
+            bar.step(len(x), float(loss.detach()))
+    names = sorted(part_sums)
+    values = [bar.loss_sum, float(bar.images), *(part_sums[n] for n in names)]
+    totals = dist_.all_sum(run.ctx, torch.tensor(values, dtype=torch.float64, device=device))
+    loss_sum, images, *sums = totals.tolist()
+    parts = {n: v / max(1.0, images) for n, v in zip(names, sums, strict=True)}
+    return loss_sum / max(1.0, images), parts, int(images)
 
 
-@torch.no_grad()
-def _evaluate(run: _Run, loader: Any) -> tuple[np.ndarray, float]:
-    """Confusion matrix ``cm[true, pred]`` and mean loss over the whole split (all ranks)."""
-    n = run.spec.num_classes
-    criterion = torch.nn.CrossEntropyLoss(
-        label_smoothing=run.config.label_smoothing, reduction="sum"
-    )
-    device = run.ctx.device
-    model = run.eval_model.eval()
-    cm = torch.zeros(n * n, dtype=torch.float64, device=device)
-    loss = torch.zeros(1, dtype=torch.float64, device=device)
-    for x, y in loader:
-        x, y = _to_device(x, y, device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=run.amp):
-            logits = model(x).float()
-        loss += criterion(logits, y).double()
-        cm += torch.bincount(y * n + logits.argmax(1), minlength=n * n).double()
-    dist_.all_sum(run.ctx, cm)
-    dist_.all_sum(run.ctx, loss)
-    cm_np = cm.view(n, n).cpu().numpy().round().astype(np.int64)
-    return cm_np, float(loss.item()) / max(1, int(cm_np.sum()))
-
-
-def macro_f1(cm: np.ndarray) -> float:
-    """Macro-averaged F1 from a confusion matrix (classes without samples count as 0)."""
-    tp = np.diag(cm).astype(float)
-    denom = cm.sum(0) + cm.sum(1)
-    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)))
-
-
-def _history_entry(epoch, train_loss, cm, val_loss, run: _Run, rate: float) -> dict[str, float]:
+def _history_entry(
+    epoch: int,
+    train_loss: float,
+    parts: dict[str, float],
+    fields: dict[str, float],
+    run: _Run,
+    rate: float,
+) -> dict[str, float]:
     return {
         "epoch": epoch,
         "train_loss": float(train_loss),
-        "val_loss": float(val_loss),
-        "val_acc": float(np.trace(cm) / max(1, cm.sum())),
-        "val_f1": macro_f1(cm),
+        **{f"train_loss_{k}": float(v) for k, v in parts.items()},
+        **{k: float(v) for k, v in fields.items()},
         "lr": float(run.optimizer.param_groups[0]["lr"]),
         "images_per_s": float(rate),
     }
@@ -381,7 +363,7 @@ def _history_entry(epoch, train_loss, cm, val_loss, run: _Run, rate: float) -> d
 
 def _early_stopping(run: _Run, entry: dict[str, float]) -> bool:
     """Update the best-so-far; True when this epoch is the new best. Same on every rank."""
-    key_name, sign = MONITORS[run.config.monitor]
+    key_name, sign = run.trainer.monitors[run.config.monitor]
     # Ties on the monitored metric (accuracy saturates on small val sets) go to the lower loss.
     key = [sign * entry[key_name], -entry["val_loss"]]
     p = run.progress
@@ -401,8 +383,8 @@ def _log_epoch(run: _Run, e: dict[str, float], improved: bool) -> None:
     stop = "  [yellow]early stop[/]" if run.progress.stopped_early else ""
     run.log.info(
         f"epoch {int(e['epoch'])}/{run.config.epochs}  train loss {e['train_loss']:.4f}  "
-        f"val loss {e['val_loss']:.4f}  val top-1 {100 * e['val_acc']:.2f}%  "
-        f"F1 {e['val_f1']:.4f}  lr {e['lr']:.2e}  {e['images_per_s']:.0f} img/s  "
+        f"val loss {e['val_loss']:.4f}  {run.trainer.epoch_text(e)}  "
+        f"lr {e['lr']:.2e}  {e['images_per_s']:.0f} img/s  "
         f"{e['seconds']:.1f} s{mark}{stop}"
     )
 
@@ -472,18 +454,18 @@ def _finish(run: _Run, setup_and_fit_s: float) -> TrainResult:
     if run.best_state is not None:
         run.eval_model.load_state_dict(run.best_state)
     metrics: dict[str, Any] = {}
+    collate = run.trainer.collate
     for name in ("val", "test"):
-        loader = eval_loader(run.datasets[name], config.batch_size, ctx, config.workers)
-        cm, loss = _evaluate(run, loader)
-        metrics[name] = summarize(cm, run.split.labels, loss)
+        loader = eval_loader(run.datasets[name], config.batch_size, ctx, config.workers, collate)
+        fields, raw = run.trainer.evaluate(run, loader)
+        metrics[name] = run.trainer.summarize(run, raw, fields, name)
     wall = setup_and_fit_s + time.perf_counter() - t0
     metrics["run"] = _run_summary(run, wall)
     if ctx.is_main:
-        write_report(config.run_dir, metrics, run.split.labels, p.history, run.split.skipped)
+        run.trainer.write_report(run, metrics, p.history)
         run.log.info(
-            f"[bold]best epoch {p.best_epoch}[/]: val top-1 {100 * metrics['val']['top1']:.2f}%, "
-            f"test top-1 {100 * metrics['test']['top1']:.2f}% — {config.run_dir / BEST} "
-            f"({wall:.1f} s)"
+            f"[bold]best epoch {p.best_epoch}[/]: {run.trainer.final_text(metrics)} — "
+            f"{config.run_dir / BEST} ({wall:.1f} s)"
         )
     dist_.barrier(ctx)
     return TrainResult(
@@ -505,6 +487,7 @@ def _finish(run: _Run, setup_and_fit_s: float) -> TrainResult:
 def _run_summary(run: _Run, wall: float) -> dict[str, Any]:
     config, p = run.config, run.progress
     return {
+        "task": config.task,
         "backbone": config.backbone,
         "freeze": config.freeze,
         "weights": config.weights,
@@ -518,6 +501,7 @@ def _run_summary(run: _Run, wall: float) -> dict[str, Any]:
         "device": str(run.ctx.device),
         "threads": torch.get_num_threads(),
         "images": {k: len(v) for k, v in run.split.items.items()},
+        "input_size": list(run.spec.input_size),
         "skipped": len(run.split.skipped),
     }
 
@@ -540,10 +524,11 @@ def _train_baseline(config: TrainConfig, ctx: dist_.DistContext, main: TrainResu
     result = _train_one(base, ctx)
     runs = {"head only": result, f"fine-tuned ({effective.freeze})": main}
     if ctx.is_main:
-        log.table(comparison_table(runs, "before / after fine-tuning"))
-        atomic_write_json(
-            main.run_dir / COMPARISON_JSON,
-            {name: r.metrics["run"] | {"val_top1": r.val_top1, "test_top1": r.test_top1}
-             for name, r in runs.items()},
-        )  # fmt: skip
+        headline = get_task(effective.task).training().headline()
+        log.table(comparison_table(runs, "before / after fine-tuning", headline))
+        table = {}
+        for name, r in runs.items():
+            values = {key: get(r.metrics) for key, _, get in headline}
+            table[name] = r.metrics["run"] | values
+        atomic_write_json(main.run_dir / COMPARISON_JSON, table)
     return result

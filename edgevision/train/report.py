@@ -126,26 +126,29 @@ def write_report(
         plot_curves(history, run_dir / CURVES_PNG)
 
 
-def comparison_rows(runs: dict[str, Any]) -> list[tuple[str, ...]]:
-    """Rows (metric, run1, run2, …) for a side-by-side table of `TrainResult`s."""
+def comparison_rows(runs: dict[str, Any], headline: list | None = None) -> list[tuple[str, ...]]:
+    """Rows (metric, run1, run2, …) for a side-by-side table of `TrainResult`s.
+
+    ``headline``: the task's ``(key, label, metrics -> value in [0, 1])`` triples (default:
+    classification's top-1 and macro F1).
+    """
+    if headline is None:
+        from edgevision.tasks.classify.train import TRAINER
+
+        headline = TRAINER.headline()
     rows = [("", *runs)]
-    getters = {
-        "val top-1": lambda r: f"{100 * r.val_top1:.2f}%",
-        "test top-1": lambda r: f"{100 * r.test_top1:.2f}%",
-        "test macro F1": lambda r: f"{r.metrics['test']['macro_f1']:.4f}",
-        "epochs (best)": lambda r: f"{r.epochs_run} ({r.best_epoch})",
-        "wall time": lambda r: f"{r.wall_s:.1f} s",
-    }
-    for name, get in getters.items():
-        rows.append((name, *(get(r) for r in runs.values())))
+    for _, label, get in headline:
+        rows.append((label, *(f"{100 * get(r.metrics):.2f}%" for r in runs.values())))
+    rows.append(("epochs (best)", *(f"{r.epochs_run} ({r.best_epoch})" for r in runs.values())))
+    rows.append(("wall time", *(f"{r.wall_s:.1f} s" for r in runs.values())))
     return rows
 
 
-def comparison_table(runs: dict[str, Any], title: str):  # -> rich.table.Table
-    """A rich table of `comparison_rows`."""
+def comparison_table(runs: dict[str, Any], title: str, headline: list | None = None):
+    """A rich table of `comparison_rows` (a rich.table.Table)."""
     from rich.table import Table
 
-    header, *rows = comparison_rows(runs)
+    header, *rows = comparison_rows(runs, headline)
     table = Table(title=title)
     for i, name in enumerate(header):
         table.add_column(name or "metric", justify="left" if i == 0 else "right")

@@ -14,6 +14,7 @@ from edgevision.spec import ModelSpec
 from edgevision.train import loop as loop_module
 from edgevision.train import train
 from edgevision.train.checkpoint import BEST, LAST, load_checkpoint, read_checkpoint
+from edgevision.tasks.classify.train import TRAINER
 from edgevision.train.loop import _early_stopping, _Progress
 
 
@@ -127,7 +128,9 @@ def test_default_backbone_with_imagenet_weights(tiny_config):
 def early_stop_run(monitor: str, patience: int):
     model = torch.nn.Linear(1, 1)
     config = SimpleNamespace(monitor=monitor, patience=patience)
-    return SimpleNamespace(config=config, progress=_Progress(), eval_model=model, best_state=None)
+    return SimpleNamespace(
+        config=config, trainer=TRAINER, progress=_Progress(), eval_model=model, best_state=None
+    )
 
 
 def test_early_stopping_rules():
