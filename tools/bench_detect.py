@@ -13,7 +13,7 @@ writes JSON with every epoch. The goals stated in the issue: fine-tuned test mAP
 mAP@[.5:.95] >= 0.65 within 12 minutes of CPU training, and fine-tuned >= 1.5x the scratch
 mAP@[.5:.95] at equal time.
 
-    .venv/bin/python tools/bench_detect.py                    # 600 scenes, 256x192, both runs
+    .venv/bin/python tools/bench_detect.py --epochs 23        # 600 scenes, 320x240, both runs
     .venv/bin/python tools/bench_detect.py --candidates finetune --epochs 10
 """
 
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", help="a COCO/YOLO detection folder instead of generating scenes")
     p.add_argument("--images", type=int, default=600, help="synthetic scenes to generate")
-    p.add_argument("--size", default="256x192", help="input WIDTHxHEIGHT")
+    p.add_argument("--size", default=None, help="input WIDTHxHEIGHT (default: train's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: train's)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
@@ -62,7 +62,6 @@ def run_candidate(name: str, data: Path, work: Path, args: argparse.Namespace) -
 
     config = TrainConfig(data=str(data), out=str(work / name), task="detection")
     changes: dict[str, object] = {
-        "size": args.size,
         "seed": args.seed,
         "threads": args.threads,
         "overwrite": True,
@@ -70,6 +69,8 @@ def run_candidate(name: str, data: Path, work: Path, args: argparse.Namespace) -
         "patience": 0,  # equal time: both candidates run every epoch
         **CANDIDATES[name],
     }
+    if args.size:
+        changes["size"] = args.size
     if args.epochs:
         changes["epochs"] = args.epochs
     if args.batch_size:

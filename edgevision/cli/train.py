@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
         size: str | None = typer.Option(
             D.size,
             help="Input size: pixels (square) or WIDTHxHEIGHT. Default: classification 128, "
-            "detection 256x192.",
+            "detection 320x240.",
         ),
         resize: str | None = typer.Option(
             D.resize,
@@ -64,7 +64,10 @@ def register(app: typer.Typer) -> None:
         ),
         weight_decay: float = typer.Option(D.weight_decay, help="Weight decay."),
         momentum: float = typer.Option(D.momentum, help="SGD momentum."),
-        batch_size: int = typer.Option(D.batch_size, help="Images per batch (per GPU)."),
+        batch_size: int | None = typer.Option(
+            D.batch_size,
+            help="Images per batch (per GPU). Default: classification 32, detection 8.",
+        ),
         epochs: int = typer.Option(D.epochs, help="Maximum epochs."),
         schedule: str = typer.Option(D.schedule, help="cosine or step."),
         warmup_epochs: float = typer.Option(D.warmup_epochs, "--warmup", help="Warm-up epochs."),
@@ -72,7 +75,10 @@ def register(app: typer.Typer) -> None:
         gamma: float = typer.Option(D.gamma, help="step schedule: decay factor."),
         label_smoothing: float = typer.Option(D.label_smoothing, help="Label smoothing."),
         ema: float = typer.Option(D.ema, help="Weight moving-average decay (0: off)."),
-        augment: str = typer.Option(D.augment, help="none, light, default or strong."),
+        augment: str | None = typer.Option(
+            D.augment,
+            help="none, light, default or strong (classification: default, detection: light).",
+        ),
         hflip: bool = typer.Option(D.hflip, help="Random horizontal flips (not for signs!)."),
         split: str = typer.Option(split_default, help="train,val,test ratios."),
         seed: int = typer.Option(D.seed, help="Seed of the split, order and augmentation."),

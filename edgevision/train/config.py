@@ -20,7 +20,15 @@ SCHEDULES = ("cosine", "step")
 MONITORS = ("val_acc", "val_loss", "val_f1", "val_map", "val_map50")  # per task: its Trainer
 AUGMENTS = ("none", "light", "default", "strong")
 DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_RATIOS = (0.7, 0.15, 0.15)  # == edgevision.data.dataset.DEFAULT_RATIOS (tested)
+DEFAULT_RATIOS = (0.7, 0.15, 0.15)
+# Options whose default depends on the task (its Trainer.defaults); None until `resolved`.
+TASK_DEFAULTED = (
+    "size",
+    "resize",
+    "monitor",
+    "augment",
+    "batch_size",
+)  # == edgevision.data.dataset.DEFAULT_RATIOS (tested)
 
 
 @dataclass
@@ -31,8 +39,9 @@ class TrainConfig:
     ``weights``: ``"default"`` (shipped or timm-downloaded ImageNet weights), ``None`` (random
     init, i.e. training from scratch) or a local checkpoint path. ``freeze``: ``"full"``,
     ``"head"`` or ``"last:N"``. ``threads`` ``None`` means all cores. ``size`` is the input side
-    in pixels (square) or ``"WIDTHxHEIGHT"``. ``size``, ``resize`` and ``monitor`` left ``None``
-    take the task's defaults (`resolved`).
+    in pixels (square) or ``"WIDTHxHEIGHT"``. The options in `TASK_DEFAULTED` left ``None`` take
+    the task's defaults (`resolved`; e.g. classification 128 px, batch 32, detection 320x240,
+    batch 8).
     """
 
     data: str
@@ -49,7 +58,7 @@ class TrainConfig:
     backbone_lr_scale: float = 1.0
     weight_decay: float = 0.01
     momentum: float = 0.9
-    batch_size: int = 32
+    batch_size: int | None = None
     epochs: int = 20
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
@@ -57,7 +66,7 @@ class TrainConfig:
     gamma: float = 0.1
     label_smoothing: float = 0.1
     ema: float = 0.998  # decay of the weights' moving average (0: off); measured: README
-    augment: str = "default"
+    augment: str | None = None
     hflip: bool = False
     split: tuple[float, float, float] = DEFAULT_RATIOS
     seed: int = 0
@@ -109,7 +118,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise `EdgeVisionError` naming the first bad option and the fix."""
-        if self.task == "auto" or self.size is None or self.resize is None or not self.monitor:
+        if self.task == "auto" or any(getattr(self, k) is None for k in TASK_DEFAULTED):
             raise EdgeVisionError(
                 "the training config has undecided task defaults", "call config.resolved() first"
             )

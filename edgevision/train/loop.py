@@ -161,7 +161,8 @@ def _prepare_run_dir(config: TrainConfig, ctx: dist_.DistContext) -> TrainConfig
             )
         saved = read_checkpoint(run_dir / LAST)["config"]
         overrides = {k: getattr(config, k) for k in RESUME_OVERRIDES}
-        config = TrainConfig.from_dict({**saved, **overrides})
+        # .resolved(): a run saved before the task layer has no task (it is a classifier)
+        config = TrainConfig.from_dict({**saved, **overrides}).resolved()
         config.validate()
     elif has_run and not config.overwrite:
         raise EdgeVisionError(

@@ -11,10 +11,10 @@ import torch
 
 from edgevision.errors import DataError, EdgeVisionError
 from edgevision.spec import ModelSpec
+from edgevision.tasks.classify.train import TRAINER
 from edgevision.train import loop as loop_module
 from edgevision.train import train
 from edgevision.train.checkpoint import BEST, LAST, load_checkpoint, read_checkpoint
-from edgevision.tasks.classify.train import TRAINER
 from edgevision.train.loop import _early_stopping, _Progress
 
 
@@ -187,3 +187,16 @@ def test_ema_weights_are_the_ones_kept(tiny_config):
     kept = result.model.state_dict()
     assert weights_equal(best["state_dict"], kept) and weights_equal(last["ema"], kept)
     assert not weights_equal(last["state_dict"], kept)  # the raw weights differ from the average
+
+
+def test_resume_a_run_saved_before_the_task_layer(tiny_config, tmp_path):
+    """A checkpoint whose config has no task (and a v1 spec) resumes as a classifier."""
+    first = train(tiny_config(out=str(tmp_path / "old"), epochs=1))
+    last = first.run_dir / LAST
+    payload = torch.load(last, weights_only=True)
+    payload["config"].pop("task")
+    payload["config"]["monitor"] = "val_acc"
+    payload["spec"]["schema_version"] = 1
+    torch.save(payload, last)
+    resumed = train(tiny_config(out=str(tmp_path / "old"), epochs=2, resume=True))
+    assert resumed.config["task"] == "classification" and resumed.epochs_run == 2

@@ -26,7 +26,13 @@ class ClassificationTrainer(Trainer):
     """A timm classifier with a fresh linear head, evaluated by a confusion matrix."""
 
     task = "classification"
-    defaults = {"size": 128, "resize": "stretch", "monitor": "val_acc"}
+    defaults = {
+        "size": 128,
+        "resize": "stretch",
+        "monitor": "val_acc",
+        "augment": "default",
+        "batch_size": 32,
+    }
     monitors = {
         "val_acc": ("val_acc", 1.0),
         "val_f1": ("val_f1", 1.0),

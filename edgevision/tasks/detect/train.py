@@ -45,7 +45,15 @@ class DetectionTrainer(Trainer):
     """The FCOS-style detector on a timm backbone, evaluated by COCO mAP."""
 
     task = "detection"
-    defaults = {"size": "256x192", "resize": "letterbox", "monitor": "val_map"}
+    # Measured on the synthetic scenes (README): light augmentation and batch 8 reach a higher
+    # val mAP in the same CPU time than default augmentation or batch 16 / 4.
+    defaults = {
+        "size": "320x240",
+        "resize": "letterbox",
+        "monitor": "val_map",
+        "augment": "light",
+        "batch_size": 8,
+    }
     monitors = {
         "val_map": ("val_map", 1.0),
         "val_map50": ("val_map50", 1.0),

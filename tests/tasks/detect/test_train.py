@@ -154,3 +154,62 @@ def test_compare_baseline_reports_map(coco_data, tmp_path):
     table = json.loads((result.run_dir / "comparison.json").read_text())
     assert set(table) == {"head only", "fine-tuned (last:1)"}
     assert all("test_map" in row and "test_map50" in row for row in table.values())
+
+
+def _ddp_worker(rank: int, world: int, port: int, config: dict, out: str) -> None:
+    import os
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+    )
+    torch.set_num_threads(1)
+    result = train(TrainConfig(**config))
+    state = {k: v.detach().cpu().clone() for k, v in result.model.state_dict().items()}
+    timing = ("seconds", "images_per_s")  # each rank's own clock
+    history = [{k: v for k, v in h.items() if k not in timing} for h in result.history]
+    saved = {"state": state, "history": history, "test": result.metrics["test"]["map"]}
+    torch.save(saved, Path(out) / f"rank{rank}.pt")
+
+
+def test_two_cpu_ranks_agree_on_weights_and_map(coco_data, tmp_path):
+    """DDP: each rank evaluates its shard; the gathered mAP (all val images) is the same."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = _config(coco_data, tmp_path / "run", epochs=2, batch_size=2).to_dict()
+    config["split"] = tuple(config["split"])
+    mp.spawn(_ddp_worker, args=(2, port, config, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert all(torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"])
+    assert r0["history"] == r1["history"] and r0["test"] == r1["test"]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert metrics["test"]["images"] == len(split["items"]["test"])  # both shards counted
+
+
+def test_cli_synth_then_train_a_detector(tmp_path, capsys):
+    """`edgevision data synth --task detection` → `edgevision train` as a user runs them."""
+    from edgevision.cli.app import main
+
+    data, run = tmp_path / "scenes", tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        main(["data", "synth", str(data), "--task", "detection", "--images", "16"])
+    assert info.value.code == 0
+    args = ["train", str(data), "--out", str(run), "--backbone", "test_efficientnet"]
+    args += ["--weights", "none", "--size", "96x64", "--epochs", "1", "--threads", "1", "-q"]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "detection balance" in out and "val mAP" in out and "mAP@.5" in out
+    assert json.loads((run / "config.json").read_text())["task"] == "detection"
+    assert (run / "predictions_test.png").is_file()
