@@ -63,3 +63,26 @@ def tiny_bundle(root: Path, labels: tuple[str, ...] = ("a", "b", "c")) -> Path:
         spec,
         {"fp32": {"file": "model.fp32.onnx", "precision": "fp32", "target": "any"}},
     )
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for a test's torch.distributed rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def set_torchrun_env(rank: int, world: int, port: int) -> None:
+    """What torchrun sets for each process, for a rank started by ``mp.spawn``."""
+    import os
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+    )

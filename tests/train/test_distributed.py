@@ -1,8 +1,6 @@
 """DistributedDataParallel on 2 CPU processes (gloo): both ranks must end with the same weights."""
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -10,24 +8,11 @@ import torch
 import torch.multiprocessing as mp
 
 from edgevision.train.config import TrainConfig
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import free_port, set_torchrun_env
 
 
 def _worker(rank: int, world: int, port: int, config: dict, out: str) -> None:
-    # What torchrun sets for each process.
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world),
-    )
+    set_torchrun_env(rank, world, port)
     torch.set_num_threads(1)
     from edgevision.train import train
 
@@ -44,7 +29,7 @@ def test_two_cpu_ranks_end_identical(tiny_config, tmp_path):
     config = tiny_config(epochs=2, dropout=0.3, augment="default", batch_size=2, ema=0.9)
     config = config.to_dict()
     config["split"] = tuple(config["split"])
-    mp.spawn(_worker, args=(2, _free_port(), config, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), config, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     assert r0["state"].keys() == r1["state"].keys()
     for key in r0["state"]:

@@ -157,16 +157,9 @@ def test_compare_baseline_reports_map(coco_data, tmp_path):
 
 
 def _ddp_worker(rank: int, world: int, port: int, config: dict, out: str) -> None:
-    import os
+    from tests.helpers import set_torchrun_env
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world),
-    )
+    set_torchrun_env(rank, world, port)
     torch.set_num_threads(1)
     result = train(TrainConfig(**config))
     state = {k: v.detach().cpu().clone() for k, v in result.model.state_dict().items()}
@@ -178,13 +171,11 @@ def _ddp_worker(rank: int, world: int, port: int, config: dict, out: str) -> Non
 
 def test_two_cpu_ranks_agree_on_weights_and_map(coco_data, tmp_path):
     """DDP: each rank evaluates its shard; the gathered mAP (all val images) is the same."""
-    import socket
-
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from tests.helpers import free_port
+
+    port = free_port()
     config = _config(coco_data, tmp_path / "run", epochs=2, batch_size=2).to_dict()
     config["split"] = tuple(config["split"])
     mp.spawn(_ddp_worker, args=(2, port, config, str(tmp_path)), nprocs=2, join=True)
