@@ -104,9 +104,8 @@ def detection_loss(
         with torch.no_grad():
             iou = box_iou(pred, gt).diagonal().clamp(0, 1)
         loss_quality = F.binary_cross_entropy_with_logits(quality, iou, reduction="sum") / num_pos
-        loss_cls = loss_cls + CE_WEIGHT * F.cross_entropy(
-            torch.cat(pos_logits), torch.cat(pos_labels), reduction="sum"
-        ) / num_pos
+        ce = F.cross_entropy(torch.cat(pos_logits), torch.cat(pos_labels), reduction="sum")
+        loss_cls = loss_cls + CE_WEIGHT * ce / num_pos
     else:  # no object in the batch: only the background term learns
         loss_box = loss_quality = box_raw.sum() * 0.0
     total = loss_cls + BOX_WEIGHT * loss_box + loss_quality
