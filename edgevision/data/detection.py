@@ -597,7 +597,7 @@ def _yolo_row(
         raise _BadRow(f"{line.strip()!r} has a non-numeric value, dropped", "bad-row") from None
     if not all(math.isfinite(v) for v in values):
         raise _BadRow(f"{line.strip()!r} has a non-finite value, dropped", "bad-row")
-    if not values[0].is_integer() or int(values[0]) not in ids:
+    if values[0] != int(values[0]) or int(values[0]) not in ids:  # a whole number
         known = f"0..{len(ids) - 1}" if list(ids) == list(range(len(ids))) else sorted(ids)
         raise _BadRow(f"class id {fields[0]} is not one of {known}, dropped", "bad-class")
     cx, cy, w, h = values[1:]
