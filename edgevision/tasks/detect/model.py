@@ -162,8 +162,12 @@ class DetectorExport(nn.Module):
         self.candidates = min(int(candidates), int(detector.points.shape[0]))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.select(self.detector(x))
+
+    def select(self, outputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw outputs of `Detector.forward` → the top-K ``boxes`` and ``scores``."""
         d = self.detector
-        cls, box, quality = d(x)
+        cls, box, quality = outputs
         scores = d.scores(cls, quality)
         boxes = d.decode(box)
         _, index = scores.amax(-1).topk(self.candidates, dim=1)

@@ -123,9 +123,9 @@ class DetectionTrainer(Trainer):
         for x, y in loader:
             x, y = run.to_device(x, y)
             with torch.autocast(device.type, dtype=torch.float16, enabled=run.amp):
-                outputs = model(x)
-                loss, _ = detection_loss(model, tuple(o.float() for o in outputs), y)
-                boxes, scores = export(x)
+                outputs = tuple(o.float() for o in model(x))
+                loss, _ = detection_loss(model, outputs, y)
+                boxes, scores = export.select(outputs)  # the exported graph's decode, once
             loss_sum += float(loss) * len(x)
             images += len(x)
             for b, s in zip(boxes.float().cpu(), scores.float().cpu(), strict=True):
