@@ -18,9 +18,7 @@ from edgevision.errors import SpecError
 from edgevision.fileio import check_version, read_json
 from edgevision.tasks import TASKS, get_task
 
-SCHEMA_VERSION = 2
-# Version 1 (classification only, before the task layer) is read as a classification spec.
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 2  # version 1 (before the task layer) is read as a classification spec
 CHANNEL_ORDERS = ("RGB", "BGR")
 RESIZE_MODES = ("stretch", "letterbox", "center_crop")
 INTERPOLATIONS = ("nearest", "linear", "area", "cubic")

@@ -20,15 +20,9 @@ SCHEDULES = ("cosine", "step")
 MONITORS = ("val_acc", "val_loss", "val_f1", "val_map", "val_map50")  # per task: its Trainer
 AUGMENTS = ("none", "light", "default", "strong")
 DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_RATIOS = (0.7, 0.15, 0.15)
+DEFAULT_RATIOS = (0.7, 0.15, 0.15)  # == edgevision.data.dataset.DEFAULT_RATIOS (tested)
 # Options whose default depends on the task (its Trainer.defaults); None until `resolved`.
-TASK_DEFAULTED = (
-    "size",
-    "resize",
-    "monitor",
-    "augment",
-    "batch_size",
-)  # == edgevision.data.dataset.DEFAULT_RATIOS (tested)
+TASK_DEFAULTED = ("size", "resize", "monitor", "augment", "batch_size")
 
 
 @dataclass
@@ -215,23 +209,21 @@ class TrainResult:
         return float(self.metrics["test"]["top1"])
 
 
-def parse_input_size(size: int | str | list | tuple | None) -> tuple[int, int]:
-    """``224`` → (224, 224); ``"256x192"`` (WIDTHxHEIGHT) → (192, 256) as (height, width)."""
-    fix = "give pixels, e.g. --size 224, or WIDTHxHEIGHT, e.g. --size 256x192"
-    if isinstance(size, bool) or size is None:
-        raise EdgeVisionError(f"--size {size!r} is not a size", fix)
-    if isinstance(size, int):
+def parse_input_size(size: int | str | None) -> tuple[int, int]:
+    """``224`` → (224, 224); ``"256x192"`` (WIDTHxHEIGHT, as `data synth`) → (192, 256) (h, w)."""
+    if isinstance(size, int) and not isinstance(size, bool):
         return size, size
-    if isinstance(size, list | tuple) and len(size) == 2:  # (height, width)
-        return int(size[0]), int(size[1])
-    text = str(size).strip().lower()
-    try:
-        if "x" in text:
-            w, h = (int(v) for v in text.split("x"))
-            return h, w
-        return int(text), int(text)
-    except ValueError:
-        raise EdgeVisionError(f"--size {size!r} is not a size", fix) from None
+    if isinstance(size, str) and size.strip().isdigit():
+        return int(size), int(size)
+    if isinstance(size, str):
+        from edgevision.data.render import parse_size  # OpenCV: not at CLI start-up
+
+        w, h = parse_size(size.strip().lower(), "--size")
+        return h, w
+    raise EdgeVisionError(
+        f"--size {size!r} is not a size",
+        "give pixels, e.g. --size 224, or WIDTHxHEIGHT, e.g. --size 320x240",
+    )
 
 
 def default_threads() -> int:
