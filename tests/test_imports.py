@@ -19,7 +19,8 @@ def test_runtime_imports_no_torch():
 TASK_CODE = (
     "import sys, edgevision.tasks, edgevision.tasks.base, edgevision.tasks.detect.spec, "
     "edgevision.tasks.detect.geometry, edgevision.tasks.detect.metrics, "
-    "edgevision.tasks.detect.draw, edgevision.tasks.training, edgevision.data.detection, "
+    "edgevision.tasks.detect.draw, edgevision.tasks.detect.postprocess, "
+    "edgevision.tasks.training, edgevision.data.detection, "
     "edgevision.data.synth_detect, edgevision.data.video; "
     "from edgevision.tasks import get_task; get_task('detection'); get_task('classification'); "
     "print(sorted(m for m in ('torch', 'torchvision', 'tensorrt', 'timm', 'matplotlib') "
