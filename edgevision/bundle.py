@@ -378,21 +378,26 @@ def _check_path_fields(root: Path, manifest: dict[str, Any], files: dict[str, An
             )
 
 
+# accuracy.metric → the key of each model's headline figure (a v1 bundle has no metric: top-1)
+HEADLINE_KEYS = {"top-1": "top1", "mAP@[.5:.95]": "map"}
+
+
 def _check_accuracy(root: Path, accuracy: Any) -> None:
     """What `edgevision inspect` prints from the accuracy section."""
     if not isinstance(accuracy, dict) or accuracy.get("models") is None:
         return
     models = accuracy["models"]
+    headline = HEADLINE_KEYS.get(accuracy.get("metric", "top-1"), "top1")
     ok = isinstance(models, dict) and all(
         isinstance(m, dict)
-        and _is_number(m.get("top1"))
+        and _is_number(m.get(headline))
         and all(m.get(k) is None or _is_number(m[k]) for k in ("drop_points", "agreement"))
         for m in models.values()
     )
     if not ok:
         raise BundleError(
             f"bundle {root}: {MANIFEST} accuracy.models must map artifacts to "
-            "{top1, drop_points, agreement} numbers",
+            f"{{{headline}, drop_points, agreement}} numbers",
             REBUILD,
         )
 

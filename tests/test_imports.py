@@ -21,8 +21,10 @@ TASK_CODE = (
     "edgevision.tasks.detect.geometry, edgevision.tasks.detect.metrics, "
     "edgevision.tasks.detect.draw, edgevision.tasks.detect.postprocess, "
     "edgevision.tasks.training, edgevision.data.detection, "
-    "edgevision.data.synth_detect, edgevision.data.video; "
+    "edgevision.data.synth_detect, edgevision.data.video, edgevision.tasks.building, "
+    "edgevision.tasks.detect.evaluate, edgevision.tasks.detect.onnx_contract; "
     "from edgevision.tasks import get_task; get_task('detection'); get_task('classification'); "
+    "get_task('detection').building(); get_task('classification').building(); "
     "print(sorted(m for m in ('torch', 'torchvision', 'tensorrt', 'timm', 'matplotlib') "
     "if m in sys.modules))"
 )

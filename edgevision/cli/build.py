@@ -12,8 +12,10 @@ HELP = """Export, calibrate, quantize to INT8 and verify a model; write a bundle
 
 INPUT is a RUN folder (or checkpoint) from `edgevision train`, or an .onnx file with --spec.
 Calibration defaults to a class-stratified sample of the run's training split; accuracy is
-checked on its test split (or --eval DIR). With --max-drop POINTS, an INT8 artifact that loses
-more top-1 starts a search: layers are ranked by quantization sensitivity (SQNR, then the
+checked on its test split (or --eval DIR) in the task's metric: top-1 for a classifier,
+COCO mAP@[.5:.95] for a detector (whose head's final box/score layers, decode and top-K stay in
+float unless --quantize-head). With --max-drop POINTS, an INT8 artifact that loses more
+points of that metric starts a search: layers are ranked by quantization sensitivity (SQNR, then the
 accuracy effect of each in float) and the fewest are kept in float (the same for every target)
 until the budget is met; the report lists them, the accuracy before and after and the latency
 price. When even the worst --max-float-layers in float miss it, the build fails and writes
@@ -34,8 +36,15 @@ def register(app: typer.Typer) -> None:
         calib_size: int = typer.Option(512, help="Calibration images (>= 16)."),
         method: str = typer.Option("minmax", help="Calibration: minmax, entropy, percentile."),
         targets: str = typer.Option("cpu,tensorrt", help="INT8 targets, comma-separated."),
-        eval_dir: Path | None = typer.Option(None, "--eval", help="Labelled ImageFolder."),
-        max_drop: float | None = typer.Option(None, help="Max INT8 top-1 drop (points)."),
+        eval_dir: Path | None = typer.Option(
+            None, "--eval", help="Labelled held-out set: ImageFolder, or COCO/YOLO (detection)."
+        ),
+        max_drop: float | None = typer.Option(
+            None, help="Max INT8 drop in points of top-1 (classifier) or mAP@[.5:.95] (detector)."
+        ),
+        quantize_head: bool = typer.Option(
+            False, help="Detector: quantize the head's final layers too (default: float)."
+        ),
         float_search: bool = typer.Option(
             True, help="Over --max-drop: keep sensitive layers in float (else fail)."
         ),
@@ -104,6 +113,7 @@ def register(app: typer.Typer) -> None:
             nodes_to_exclude=_split_list(exclude_nodes),
             exclude_op_types=_split_list(exclude_op_types),
             deploy_by_latency=deploy_by_latency,
+            float_head=not quantize_head,
         )
         from edgevision.compile.console import log_to, print_result, rich_tracker
 

@@ -79,11 +79,28 @@ def _spec_table(bundle: Bundle) -> Table:
     spec = bundle.spec
     table = _table("spec", "field", "value")
     labels = ", ".join(spec.labels)
+    table.add_row("task", spec.task)
     table.add_row("labels", f"{spec.num_classes}: {labels}")
+    table.add_row("outputs", _outputs(bundle))
     table.add_row("input", f"{spec.height}x{spec.width} {spec.layout} {spec.channel_order}")
     table.add_row("resize", f"{spec.resize} ({spec.interpolation})")
     table.add_row("mean / std", f"{list(spec.mean)} / {list(spec.std)}")
     return table
+
+
+def _outputs(bundle: Bundle) -> str:
+    """The graph's outputs and what they mean: the task's contract, from the spec."""
+    spec = bundle.spec
+    if spec.detection is not None:
+        from edgevision.tasks.detect.spec import OUTPUTS
+
+        d = spec.detection
+        parts = [f"{name} {OUTPUTS.get(name, '')}".strip() for name in d.outputs]
+        return (
+            "; ".join(parts) + f" (K = {d.candidates}; runtime: score >= {d.score_threshold:g}, "
+            f"NMS IoU {d.iou_threshold:g}, at most {d.max_detections} detections)"
+        )
+    return f"logits [batch, {spec.num_classes}] (softmax in the runtime)"
 
 
 def _artifacts_table(bundle: Bundle) -> Table:
@@ -113,13 +130,17 @@ def _short(value: Any) -> str:
 
 
 def _accuracy_table(acc: dict[str, Any]) -> Table:
+    from edgevision.bundle import HEADLINE_KEYS
+
     title = f"accuracy ({acc.get('images')} images, {acc.get('source')})"
-    table = _table(title, "artifact", "top-1 %", "drop (points)", "agreement %")
+    metric = acc.get("metric", "top-1")
+    key = HEADLINE_KEYS.get(metric, "top1")
+    table = _table(title, "artifact", metric, "drop (points)", "agreement %")
     for name, m in acc.get("models", {}).items():
         drop, agree = m.get("drop_points"), m.get("agreement")
         table.add_row(
             name,
-            f"{m['top1']:.2f}",
+            f"{m[key]:.2f}",
             "—" if drop is None else f"{drop:.2f}",
             "—" if agree is None else f"{agree:.2f}",
         )

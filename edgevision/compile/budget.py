@@ -50,8 +50,8 @@ class BudgetStep:
     phase: str  # "plain", "add" (kept), "reject" (made it worse) or "prune"
     layers: list[str]
     nodes: tuple[str, ...]
-    drops: dict[str, float]  # artifact → top-1 points lost vs FP32
-    top1: dict[str, float]
+    drops: dict[str, float]  # artifact → points of the metric (top-1, mAP) lost vs FP32
+    top1: dict[str, float]  # the metric itself (the key is historical: mAP for a detector)
     agreement: dict[str, float]
     ok: bool
 
@@ -99,6 +99,7 @@ class BudgetResult:
     latency: dict[str, Any] | None = None
     searched: int = 0  # candidates the search could use
     notes: list[str] = field(default_factory=list)
+    metric: str = "top-1"  # what the drops are points of (the evaluation's ``metric``)
 
     def to_dict(self) -> dict[str, Any]:
         """The report section (JSON-ready)."""
@@ -106,6 +107,7 @@ class BudgetResult:
         return {
             "max_drop": self.max_drop,
             "met": self.met,
+            "metric": self.metric,
             "fp32_top1": round(self.fp32_top1, 3),
             "ranked_on": self.table.target if self.table else None,
             "float_layers": [
@@ -236,12 +238,12 @@ class _Search:
             [r.layer for r in layers],
             nodes,
             {n: ev.drop(n) for n in names},
-            {n: ev.top1(n) for n in names},
+            {n: ev.score(n) for n in names},
             {n: ev.agreement(n) for n in names},
             all(ev.drop(n) <= self.max_drop for n in names),
         )
         self.steps.append(step)
-        self.fp32_top1 = ev.top1(ev.reference)
+        self.fp32_top1 = ev.score(ev.reference)
         self.last_eval = ev
         log.info("accuracy budget, %s: %s", label, step.describe())
         return step
@@ -290,6 +292,7 @@ class _Search:
         searched: int = 0,
         ev: Evaluation | None = None,
     ) -> BudgetResult:
+        evaluation = ev or self.last_eval
         return BudgetResult(
             self.max_drop,
             met,
@@ -299,10 +302,11 @@ class _Search:
             self.steps[0],
             step,
             self.steps,
-            ev or self.last_eval,
+            evaluation,
             models,
             table,
             searched=searched,
+            metric=getattr(evaluation, "metric", "top-1"),
         )
 
     def failure(
@@ -317,8 +321,9 @@ class _Search:
             f"INT8 accuracy is outside --max-drop {self.max_drop:g} even with the "
             f"{len(candidates)} most sensitive layer(s) in float. Plain INT8: "
             f"{self.steps[0].describe()}; best found: {best.describe()} with "
-            f"{len(best.layers)} layer(s) in float ({listing}); FP32 top-1 "
-            f"{self.fp32_top1:.2f}%. The bundle was not written",
+            f"{len(best.layers)} layer(s) in float ({listing}); FP32 "
+            f"{getattr(self.last_eval, 'metric', 'top-1')} {self.fp32_top1:.2f}. "
+            "The bundle was not written",
             "loosen --max-drop, raise --max-float-layers, try --method entropy or percentile, "
             "or calibrate on more representative images (--calib)",
         )
@@ -379,11 +384,13 @@ def render_markdown(section: dict[str, Any]) -> str:
         if section["float_layers"]
         else " by plain INT8."
     )
+    metric = section.get("metric", "top-1")
     lines += [
-        f"--max-drop {section['max_drop']:g} top-1 points (FP32 {section['fp32_top1']:.2f}%): "
+        f"--max-drop {section['max_drop']:g} {metric} points (FP32 {section['fp32_top1']:.2f}): "
         f"{'met' if section['met'] else 'missed'}{how}",
         "",
-        "| artifact | top-1 before | drop before | top-1 after | drop after | agreement after |",
+        f"| artifact | {metric} before | drop before | {metric} after | drop after "
+        "| agreement after |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name in after["drops"]:

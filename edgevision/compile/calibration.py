@@ -171,7 +171,7 @@ def _from_split(split: Split | None) -> tuple[Path, list[Candidate], str]:
             "no calibration set given and no training split to sample one from",
             "pass --calib DIR|GLOB|MANIFEST (or build from a RUN folder that has split.json)",
         )
-    cands = [Candidate(p, split.labels[y]) for p, y in split.paths("train")]
+    cands = [Candidate(p, label) for p, label in split.labelled_paths("train")]
     return split.root, cands, f"training split of {split.root}"
 
 

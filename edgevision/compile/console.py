@@ -58,13 +58,14 @@ def print_result(console: Console, result: BuildResult) -> None:
     from rich.table import Table
 
     table = Table(title=f"bundle {result.out}")
-    for col in ("artifact", "file", "top-1 %", "drop (points)", "agreement %"):
+    metric = result.evaluation.metric if result.evaluation is not None else "accuracy"
+    for col in ("artifact", "file", metric, "drop (points)", "agreement %"):
         table.add_column(col)
     for name, art in result.manifest["artifacts"].items():
         ev = result.evaluation
         cells = ["—", "—", "—"]
         if ev is not None:
-            cells[0] = f"{ev.top1(name):.2f}"
+            cells[0] = f"{ev.score(name):.2f}"
             if name != ev.reference:
                 cells[1:] = [f"{ev.drop(name):.2f}", f"{ev.agreement(name):.2f}"]
         table.add_row(name, art["file"], *cells)

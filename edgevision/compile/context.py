@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from edgevision.compile.evaluate import EvalSet, Evaluation, Evaluator, evaluate
+from edgevision.compile.evaluate import EvalSet, Evaluation, Evaluator
 from edgevision.compile.progress import Tracker, silent
 from edgevision.compile.quantize import quantize_for_target
 from edgevision.errors import ConfigError
@@ -83,7 +83,9 @@ class Job:
             return self.evaluator(models)
         if self.eval_set is None:
             _no_evaluation("this step")
-        return evaluate(
+        from edgevision.compile.source import build_hooks
+
+        return build_hooks(self.spec).evaluate(
             models, self.eval_set, self.spec, self.threads, 2 * self.batch_size, self.track
         )
 
@@ -110,7 +112,8 @@ class Job:
 def _no_evaluation(what: str) -> NoReturn:
     raise ConfigError(
         f"{what} needs a labelled evaluation set, and there is none",
-        "give --eval DIR (an ImageFolder), or build from a RUN folder with split.json",
+        "give --eval DIR (labelled images in the task's dataset layout), or build from a "
+        "RUN folder with split.json",
     )
 
 
@@ -131,6 +134,7 @@ class BuildContext(Job):
     deploy: dict[str, Deployment] = field(default_factory=dict)  # target → its choice
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # step → seconds
+    float_default: dict | None = None  # the task's float-by-default nodes and why (report)
 
 
 __all__ = ["BuildContext", "Job"]

@@ -84,10 +84,15 @@ class Evaluation:
     predictions: dict[str, np.ndarray]
     skipped: list[dict[str, str]] = field(default_factory=list)
     reference: str = REFERENCE
+    metric = "top-1"  # the headline `score` (a task's evaluation has the same interface)
 
     @property
     def n(self) -> int:
         return len(self.y_true)
+
+    def score(self, name: str) -> float:
+        """The headline metric of ``name`` in percent: top-1 (what ``drop`` is measured in)."""
+        return self.top1(name)
 
     def top1(self, name: str) -> float:
         """Top-1 accuracy of ``name`` in percent."""
@@ -131,6 +136,7 @@ class Evaluation:
                 }
             models[name] = entry
         return {
+            "metric": self.metric,
             "source": self.source,
             "images": self.n,
             "skipped": len(self.skipped),
@@ -239,7 +245,8 @@ def check_max_drop(
         worst = ", ".join(f"{n} drops {d:.2f} points" for n, d in over)
         raise BudgetExceededError(
             f"INT8 accuracy is outside --max-drop {max_drop:g}: {worst} "
-            f"(FP32 top-1 {evaluation.top1(evaluation.reference):.2f}% on {evaluation.n} "
+            f"(FP32 {evaluation.metric} {evaluation.score(evaluation.reference):.2f} on "
+            f"{evaluation.n} "
             f"images of the {evaluation.source}); the bundle was not written",
             "try --method entropy or percentile, a larger or more representative --calib set, "
             "or a looser --max-drop",

@@ -35,14 +35,21 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 MIN_OPSET = 17
 
-ExportFn = Callable[["torch.nn.Module", "torch.Tensor", Path, int], None]
+# (module, example input, out file, opset, output names)
+ExportFn = Callable[["torch.nn.Module", "torch.Tensor", Path, int, tuple[str, ...]], None]
 EXPORTERS: Registry[ExportFn] = Registry("ONNX exporter")
 # The opset each exporter writes natively; dynamo cannot down-convert to 17.
 DEFAULT_OPSET = {"dynamo": 18, "legacy": 17}
 
 
 @EXPORTERS.register("dynamo")
-def _export_dynamo(model: torch.nn.Module, example: torch.Tensor, out: Path, opset: int) -> None:
+def _export_dynamo(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    out: Path,
+    opset: int,
+    outputs: tuple[str, ...] = (OUTPUT_NAME,),
+) -> None:
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -52,7 +59,7 @@ def _export_dynamo(model: torch.nn.Module, example: torch.Tensor, out: Path, ops
         str(out),
         dynamo=True,
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
+        output_names=list(outputs),
         dynamic_shapes=({0: batch},),
         opset_version=opset,
         external_data=False,
@@ -61,7 +68,13 @@ def _export_dynamo(model: torch.nn.Module, example: torch.Tensor, out: Path, ops
 
 
 @EXPORTERS.register("legacy")
-def _export_legacy(model: torch.nn.Module, example: torch.Tensor, out: Path, opset: int) -> None:
+def _export_legacy(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    out: Path,
+    opset: int,
+    outputs: tuple[str, ...] = (OUTPUT_NAME,),
+) -> None:
     import torch
 
     with warnings.catch_warnings():
@@ -72,8 +85,8 @@ def _export_legacy(model: torch.nn.Module, example: torch.Tensor, out: Path, ops
             str(out),
             dynamo=False,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=list(outputs),
+            dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *outputs)},
             opset_version=opset,
             do_constant_folding=True,
         )
@@ -89,10 +102,14 @@ def export_onnx(
 ) -> Path:
     """Export ``model`` (eval mode) to a single-file ONNX at ``out``.
 
-    Input ``input`` [batch, …] and output ``logits`` [batch, classes], dynamic batch axis,
-    opset ``opset`` (default: the exporter's native one, >= 17).
+    Input ``input`` [batch, …] and the task's outputs (classification: ``logits`` [batch,
+    classes]; detection: ``boxes`` and ``scores``), dynamic batch axis, opset ``opset``
+    (default: the exporter's native one, >= 17). The task wraps ``model`` into the deployed
+    graph (a detector: its top-K candidates, decoded).
     """
     import torch
+
+    from edgevision.compile.source import build_hooks
 
     export = EXPORTERS.get(exporter)
     opset = opset or DEFAULT_OPSET.get(exporter, 18)
@@ -102,35 +119,42 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     # Batch 2 keeps torch.export from specialising the batch axis to the example's size 1.
     example = torch.zeros(spec.input_shape(2), dtype=torch.float32)
-    model = model.eval()
+    hooks = build_hooks(spec)
+    outputs = tuple(hooks.output_names(spec))
+    model = hooks.export_module(model.eval(), spec).eval()
     for _ in track([None], 1, f"export ({exporter})"):
         try:
             with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-                export(model, example, out, opset)
+                export(model, example, out, opset, outputs)
         except Exception as exc:  # exporters raise many types; the message is what matters
             other = next((e for e in EXPORTERS.names() if e != exporter), exporter)
             raise BuildError(
                 f"ONNX export with the {exporter} exporter failed: {type(exc).__name__}: {exc}",
                 f"try the other exporter ({other}), or simplify the model's forward()",
             ) from None
-    validate_onnx(out, spec)
+    validate_onnx(out, spec, outputs)
     return out
 
 
-def validate_onnx(path: Path, spec: ModelSpec) -> None:
-    """Check the exported graph: valid ONNX, names ``input``/``logits``, batch axis dynamic."""
+CLASS_OUTPUTS = (OUTPUT_NAME, "scores")  # outputs whose last axis is the class count
+
+
+def validate_onnx(path: Path, spec: ModelSpec, outputs: tuple[str, ...] = (OUTPUT_NAME,)) -> None:
+    """Check the exported graph: valid ONNX, names ``input`` and ``outputs``, batch dynamic."""
     import onnx
 
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
     inputs = [i.name for i in model.graph.input]
-    outputs = [o.name for o in model.graph.output]
-    if inputs != [INPUT_NAME] or outputs != [OUTPUT_NAME]:
-        raise BuildError(f"exported {path} has inputs {inputs}, outputs {outputs}")
+    got = [o.name for o in model.graph.output]
+    if inputs != [INPUT_NAME] or got != list(outputs):
+        raise BuildError(f"exported {path} has inputs {inputs}, outputs {got}")
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     if batch.HasField("dim_value"):
         raise BuildError(f"exported {path} has a fixed batch size {batch.dim_value}")
-    out_dim = model.graph.output[0].type.tensor_type.shape.dim[-1]
+    named = [o for o in model.graph.output if o.name in CLASS_OUTPUTS]
+    classes = named[0] if named else model.graph.output[-1]
+    out_dim = classes.type.tensor_type.shape.dim[-1]
     if out_dim.HasField("dim_value") and out_dim.dim_value != spec.num_classes:
         raise BuildError(
             f"exported {path} predicts {out_dim.dim_value} classes, spec has {spec.num_classes}"

@@ -35,9 +35,6 @@ from edgevision.compile.evaluate import (
     Evaluation,
     Evaluator,
     check_max_drop,
-    eval_set_from_folder,
-    eval_set_from_split,
-    evaluate,
     low_agreement,
 )
 from edgevision.compile.export import (
@@ -45,15 +42,14 @@ from edgevision.compile.export import (
     INPUT_NAME,
     OUTPUT_NAME,
     ExportCheck,
-    check_export,
     export_onnx,
 )
 from edgevision.compile.progress import Tracker, silent
 from edgevision.compile.quantize import TARGETS, prepare_for_quantization, quantize_for_target
-from edgevision.compile.report import PLOT, plot_per_class, write_report
+from edgevision.compile.report import write_report
 from edgevision.compile.sensitivity import FILES as SENSITIVITY_FILES
 from edgevision.compile.sensitivity import SensitivityTable, analyze_sensitivity, union
-from edgevision.compile.source import ModelSource, is_bundle, load_source
+from edgevision.compile.source import ModelSource, build_hooks, is_bundle, load_source
 from edgevision.errors import BuildError, ConfigError
 from edgevision.fileio import atomic_write_text, check_replaceable_dir, scratch_dir
 from edgevision.spec import ModelSpec
@@ -76,7 +72,7 @@ class BuildConfig:
     method: str = "minmax"
     targets: tuple[str, ...] = ("cpu", "tensorrt")
     eval: Path | None = None  # ImageFolder; None: the checkpoint's test split
-    max_drop: float | None = None  # top-1 points an INT8 artifact may lose
+    max_drop: float | None = None  # points of the task's metric (top-1, mAP) INT8 may lose
     threads: int = 0  # 0: the libraries' defaults
     exporter: str = "dynamo"
     opset: int | None = None
@@ -98,6 +94,7 @@ class BuildConfig:
     deploy_by_latency: bool = True  # time FP32 vs INT8: deploy INT8 only where it is faster
     deploy_max_batch: int = 8  # the largest batch timed for the deployment choice
     deploy_iterations: int = 30  # interleaved rounds of that timing
+    float_head: bool = True  # keep the task's float-by-default layers (a detector's head)
 
     def __post_init__(self) -> None:
         for name in ("input", "out", "spec", "eval", "cache_dir"):
@@ -196,13 +193,15 @@ NO_EVAL_SET = "no labelled held-out set: accuracy not verified (give --eval DIR)
 
 
 def _eval_set(config: BuildConfig, source: ModelSource) -> EvalSet | None:
+    hooks = build_hooks(source.spec)
     if config.eval is not None:
-        return eval_set_from_folder(config.eval, source.spec)
-    found = eval_set_from_split(source.split, source.spec) if source.split else None
+        return hooks.eval_set_from_folder(config.eval, source.spec)
+    found = hooks.eval_set_from_split(source.split, source.spec) if source.split else None
     if found is None and config.max_drop is not None:
         raise ConfigError(
             "--max-drop needs a labelled held-out set, and there is none",
-            "give --eval DIR (an ImageFolder), or build from a RUN folder with split.json",
+            "give --eval DIR (labelled images in the task's dataset layout), or build from a "
+            "RUN folder with split.json",
         )
     return found
 
@@ -233,7 +232,7 @@ def _calibrated(
         check = _check_export(source, fp32, calib, config, track)
     with _timed(timings, "calibrate"):
         prep = prepare_for_quantization(fp32, work / "model.prep.onnx")
-        nodes = _nodes_to_exclude(config, prep)
+        nodes, float_default = _nodes_to_exclude(config, prep, spec)
         ranges = calibrate(
             prep, calib, spec, config.method, config.cache_dir, **_batched(config, track)
         )
@@ -257,6 +256,7 @@ def _calibrated(
         check=check,
         warnings=warnings,
         timings=timings,
+        float_default=float_default,
     )
 
 
@@ -268,7 +268,7 @@ def _quiet_evaluator(
     if eval_set is None:
         return None
     return functools.partial(
-        evaluate,
+        build_hooks(spec).evaluate,
         eval_set=eval_set,
         spec=spec,
         threads=config.threads,
@@ -285,7 +285,8 @@ def _fp32_model(source: ModelSource, config: BuildConfig, work: Path, track: Tra
 
 
 def normalize_onnx(path: Path, out: Path, spec: ModelSpec | None = None) -> Path:
-    """Copy a user's ONNX as one file, its input/output renamed ``input``/``logits``.
+    """Copy a user's ONNX as one file, its input renamed ``input`` (a single output:
+    ``logits``; a detector's ``boxes``/``scores`` keep their contract names).
 
     Unnamed nodes get stable names (``Conv_0``, …) so ``nodes_to_exclude`` can address them.
     With ``spec``, dynamic input dims other than the batch are fixed to the spec's size, so
@@ -302,7 +303,9 @@ def normalize_onnx(path: Path, out: Path, spec: ModelSpec | None = None) -> Path
         for dim, size in zip(dims[1:], spec.input_shape()[1:], strict=True):
             if not dim.HasField("dim_value"):
                 dim.dim_value = int(size)
-    renames = {old_in: INPUT_NAME, model.graph.output[0].name: OUTPUT_NAME}
+    renames = {old_in: INPUT_NAME}
+    if len(model.graph.output) == 1:
+        renames[model.graph.output[0].name] = OUTPUT_NAME
     for value in [*model.graph.input, *model.graph.output]:
         value.name = renames.get(value.name, value.name)
     taken = {n.name for n in model.graph.node}
@@ -321,10 +324,11 @@ def _check_export(
     if source.model is None:
         return None  # an ONNX input has no PyTorch model to compare with
     images = calib.tensors[: config.export_check_images]
-    return check_export(
+    return build_hooks(source.spec).check_export(
         source.model,
         fp32,
         images,
+        source.spec,
         atol=config.export_atol,
         min_agreement=config.export_min_agreement,
         **_batched(config, track),
@@ -337,23 +341,33 @@ def _batched(config: BuildConfig, track: Tracker) -> dict[str, Any]:
     return {"threads": config.threads, "batch_size": config.batch_size, "track": track}
 
 
-def _nodes_to_exclude(config: BuildConfig, prep: Path) -> tuple[str, ...]:
-    """``nodes_to_exclude`` and every node of the ``exclude_op_types`` in the prepared model."""
+def _nodes_to_exclude(
+    config: BuildConfig, prep: Path, spec: ModelSpec
+) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+    """The nodes every artifact keeps in float: the task's default ones (a detector's head;
+    none with ``float_head=False``), ``nodes_to_exclude`` and every node of the
+    ``exclude_op_types`` in the prepared model; and the record of the task's default."""
+    default, record = build_hooks(spec).default_float_nodes(prep, spec)
+    if not config.float_head:
+        default, record = (), None
+    elif record is not None:
+        log.info("keeping %d node(s) of the head in float (--quantize-head: none)", len(default))
+    nodes = union(default, config.nodes_to_exclude)
     if not config.exclude_op_types:
-        return config.nodes_to_exclude
+        return nodes, record
     import onnx
 
-    nodes = onnx.load(str(prep), load_external_data=False).graph.node
-    present = {n.op_type for n in nodes}
+    graph_nodes = onnx.load(str(prep), load_external_data=False).graph.node
+    present = {n.op_type for n in graph_nodes}
     missing = [t for t in config.exclude_op_types if t not in present]
     if missing:
         raise ConfigError(
             f"--exclude-op-types {', '.join(missing)}: the model has no node of that type",
             f"its op types: {', '.join(sorted(present))}",
         )
-    chosen = [n.name for n in nodes if n.op_type in config.exclude_op_types]
+    chosen = [n.name for n in graph_nodes if n.op_type in config.exclude_op_types]
     log.info("--exclude-op-types keeps %d node(s) in float", len(chosen))
-    return union(config.nodes_to_exclude, chosen)
+    return union(nodes, chosen), record
 
 
 # -- the steps on the calibrated model, in order; each takes the build's context ---------------
@@ -379,17 +393,20 @@ def _quantize(ctx: BuildContext) -> None:
 
 
 def _evaluate(ctx: BuildContext) -> None:
-    """Top-1 of FP32 and every artifact on the held-out set (none: not verified)."""
+    """The task's metric (top-1, mAP) of FP32 and every artifact on the held-out set (none:
+    not verified)."""
     if ctx.eval_set is None:
         return
     models = {"fp32": ctx.fp32, **ctx.artifacts}
-    ev = evaluate(models, ctx.eval_set, ctx.spec, ctx.threads, 2 * ctx.batch_size, ctx.track)
+    hooks = build_hooks(ctx.spec)
+    ev = hooks.evaluate(models, ctx.eval_set, ctx.spec, ctx.threads, 2 * ctx.batch_size, ctx.track)
     for name in ctx.artifacts:
         log.info(
-            "%s: top-1 %.2f%% (FP32 %.2f%%), drop %.2f points, agreement %.2f%%",
+            "%s: %s %.2f (FP32 %.2f), drop %.2f points, agreement %.2f%%",
             name,
-            ev.top1(name),
-            ev.top1("fp32"),
+            ev.metric,
+            ev.score(name),
+            ev.score("fp32"),
             ev.drop(name),
             ev.agreement(name),
         )
@@ -446,7 +463,7 @@ def _fit_budget(ctx: BuildContext, max_drop: float) -> None:
 
 
 def _worst_target(ctx: BuildContext) -> str:
-    """The target whose INT8 lost most top-1 (the first target when not evaluated)."""
+    """The target whose INT8 lost most of the metric (the first target when not evaluated)."""
     ev = ctx.evaluation
     if ev is None:
         return ctx.targets[0]
@@ -569,6 +586,7 @@ def _report(ctx: BuildContext, elapsed: float) -> dict[str, Any]:
         "accuracy": ctx.evaluation.summary() if ctx.evaluation else None,
         "targets": list(ctx.targets),
         "nodes_to_exclude": list(ctx.nodes_to_exclude),
+        "float_default": ctx.float_default,
         "calibration_advice": ctx.advice.to_dict() if ctx.advice else None,
         "accuracy_budget": ctx.budget.to_dict() if ctx.budget else None,
         "deploy": {name: d.to_dict() for name, d in ctx.deploy.items()},
@@ -598,7 +616,7 @@ def _write(ctx: BuildContext, report: dict[str, Any]) -> dict[str, Any]:
         report={
             "json": "report.json",
             "markdown": "report.md",
-            "plot": PLOT if ctx.evaluation else None,
+            "plot": build_hooks(ctx.spec).plot_file if ctx.evaluation else None,
             "sensitivity": report["sensitivity"],
         },
     )
@@ -629,6 +647,9 @@ def _report_files(ctx: BuildContext, report: dict[str, Any]) -> dict[str, Path]:
     """report.json/.md, the per-class plot and the sensitivity table, written under work."""
     reports = ctx.work / "report"
     reports.mkdir()
+    hooks = build_hooks(ctx.spec)
+    if report.get("export_check"):
+        report["export_check"]["text"] = hooks.describe_check(report["export_check"])
     files = write_report(report, reports)
     extra = _extra_markdown(ctx, report)
     if extra:
@@ -637,7 +658,7 @@ def _report_files(ctx: BuildContext, report: dict[str, Any]) -> dict[str, Path]:
     if ctx.table is not None:
         files |= ctx.table.write(reports)
     if ctx.evaluation is not None:
-        files[PLOT] = plot_per_class(ctx.evaluation, reports / PLOT)
+        files[hooks.plot_file] = hooks.plot(ctx.evaluation, reports / hooks.plot_file)
     return files
 
 
@@ -680,6 +701,15 @@ def _budget_record(ctx: BuildContext) -> dict[str, Any] | None:
 def _extra_markdown(ctx: BuildContext, report: dict[str, Any]) -> str:
     """report.md sections for the calibration advisor, the budget and the sensitivity table."""
     text = ""
+    if ctx.evaluation is not None:
+        text += build_hooks(ctx.spec).markdown(ctx.evaluation) or ""
+    if ctx.float_default is not None:
+        fd = ctx.float_default
+        text += (
+            f"\n## Kept in float by default\n\n{len(fd['nodes'])} node(s): "
+            f"{', '.join(f'`{n}`' for n in fd.get('final_layers', []))} and "
+            f"{fd.get('after', 0)} after them. Why: {fd['why']}.\n"
+        )
     if ctx.advice is not None:
         text += f"\n## Calibration advisor\n\n{ctx.advice.message()}.\n"
     if report["accuracy_budget"]:

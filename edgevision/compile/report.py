@@ -61,7 +61,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{'reused from cache' if calib['ranges_from_cache'] else 'computed'}",
     ]
     check = report.get("export_check")
-    if check:
+    if check and "text" in check:
+        lines.append(f"- export check: {check['text']}")
+    elif check:
         lines.append(
             f"- export check: max abs diff {check['max_abs_diff']:.3g}, top-1 agreement "
             f"{100 * check['top1_agreement']:.2f}% on {check['images']} images"
@@ -71,6 +73,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     acc = report.get("accuracy")
     if not acc:
         lines.append("Not evaluated: no labelled held-out set (give --eval DIR).")
+    elif acc.get("metric", "top-1") != "top-1":
+        lines.append(f"{acc['images']} images of the {acc['source']}: {acc['metric']} below.")
     else:
         lines += [
             f"{acc['images']} images of the {acc['source']}.",

@@ -90,6 +90,7 @@ class SensitivityTable:
     eval_images: int | None = None
     nodes_to_exclude: tuple[str, ...] = ()  # already in float for every row (the user's)
     notes: list[str] = field(default_factory=list)
+    metric: str = "top-1"  # what the drops are points of (mAP@[.5:.95] for a detector)
 
     def row(self, layer: str) -> LayerSensitivity:
         """The row of ``layer``; an unknown name lists a few known ones."""
@@ -114,6 +115,7 @@ class SensitivityTable:
             "target": self.target,
             "calibration_images": self.images,
             "eval_images": self.eval_images,
+            "metric": self.metric,
             "fp32_top1": self.fp32_top1,
             "plain_drop": self.plain_drop,
             "nodes_to_exclude": list(self.nodes_to_exclude),
@@ -131,7 +133,8 @@ class SensitivityTable:
         ]
         if self.plain_drop is not None:
             lines.append(
-                f"Plain INT8 loses {self.plain_drop:.2f} top-1 points (FP32 {self.fp32_top1:.2f}% "
+                f"Plain INT8 loses {self.plain_drop:.2f} {self.metric} points (FP32 "
+                f"{self.fp32_top1:.2f} "
                 f"on {self.eval_images} images); 'drop in float' is the loss with that layer's "
                 "nodes kept in float."
             )
@@ -453,7 +456,8 @@ def _measure_effects(
         nodes = union(table.nodes_to_exclude, row.float_nodes)
         models[f"float:{i}"] = job.quantize(table.target, work / f"float{i}.onnx", nodes)
     ev = job.evaluate(models)
-    table.plain_drop, table.fp32_top1, table.eval_images = ev.drop("plain"), ev.top1("fp32"), ev.n
+    table.plain_drop, table.fp32_top1, table.eval_images = ev.drop("plain"), ev.score("fp32"), ev.n
+    table.metric = ev.metric
     for i, row in enumerate(picked):
         row.drop = round(ev.drop(f"float:{i}"), 3) + 0.0  # + 0.0: no "-0.0"
         row.recovered = round(table.plain_drop - row.drop, 3) + 0.0
@@ -483,7 +487,7 @@ def plot_sensitivity(table: SensitivityTable, out: str | os.PathLike[str], limit
     if table.plain_drop is not None:
         right.axvline(table.plain_drop, color="tab:red", ls="--", label="plain INT8")
         right.legend(fontsize=7, loc="lower right")
-    right.set_xlabel("top-1 drop with the layer in float (points)", fontsize=8)
+    right.set_xlabel(f"{table.metric} drop with the layer in float (points)", fontsize=8)
     fig.suptitle(f"Quantization sensitivity, {table.target} INT8", fontsize=9)
     fig.tight_layout()
     out = Path(out)

@@ -66,9 +66,6 @@ def is_bundle(path: str | os.PathLike[str]) -> bool:
     return isinstance(doc, dict) and {"schema_version", "spec", "files"} <= doc.keys()
 
 
-BUILDABLE_TASKS = ("classification",)
-
-
 def load_source(
     path: str | os.PathLike[str], spec_path: str | os.PathLike[str] | None = None
 ) -> ModelSource:
@@ -79,18 +76,20 @@ def load_source(
     return _load_checkpoint(path, spec_path)
 
 
-def _check_buildable(spec: ModelSpec, path: Path) -> None:
-    if spec.task not in BUILDABLE_TASKS:
+def build_hooks(spec: ModelSpec) -> Any:
+    """The build hooks of the spec's task (`edgevision.tasks.building.BuildHooks`)."""
+    from edgevision.tasks import get_task
+
+    task = get_task(spec.task)
+    if not task.builder:
         raise BuildError(
-            f"{path} is a {spec.task} model; this edgevision builds INT8 bundles of "
-            f"{', '.join(BUILDABLE_TASKS)} models only",
-            "the run folder keeps the trained model and its report (metrics.json); "
-            f"the {spec.task} build step is not part of this version",
+            f"{spec.task} models cannot be built into a bundle by this edgevision",
+            "the run folder keeps the trained model and its report (metrics.json)",
         )
+    return task.building()
 
 
 def _load_checkpoint(path: Path, spec_path: str | os.PathLike[str] | None) -> ModelSource:
-    from edgevision.data.split import Split
     from edgevision.train.checkpoint import load_checkpoint
 
     if not path.exists():
@@ -99,7 +98,7 @@ def _load_checkpoint(path: Path, spec_path: str | os.PathLike[str] | None) -> Mo
             "give a RUN folder from `edgevision train`, a checkpoint .pt, or an .onnx with --spec",
         )
     ckpt = load_checkpoint(path)
-    _check_buildable(ckpt.spec, path)
+    hooks = build_hooks(ckpt.spec)
     if spec_path is not None:
         given = ModelSpec.load(spec_path, num_outputs=ckpt.spec.num_classes)
         if given != ckpt.spec:
@@ -108,7 +107,7 @@ def _load_checkpoint(path: Path, spec_path: str | os.PathLike[str] | None) -> Mo
                 "drop --spec: a checkpoint carries the spec it was trained with",
             )
     split_file = ckpt.path.parent / SPLIT_FILE
-    split = Split.load(split_file) if split_file.is_file() else None
+    split = hooks.load_split(split_file) if split_file.is_file() else None
     notes = [] if split else [f"no {SPLIT_FILE} beside {ckpt.path}: give --calib and --eval"]
     return ModelSource(
         "checkpoint",
@@ -129,17 +128,20 @@ def _load_onnx(path: Path, spec_path: str | os.PathLike[str] | None) -> ModelSou
             f"an ONNX input ({path}) needs its ModelSpec",
             "pass --spec SPEC.json (labels, input size, normalisation) written for this model",
         )
-    outputs, shape = onnx_io(path)
-    spec = ModelSpec.load(spec_path, num_outputs=outputs)
-    check_input_shape(path, shape, spec)
-    notes = []
-    if any(d is None for d in shape[1:]):
-        notes.append(
-            f"ONNX input of {path.name} has dynamic dims {_shape_text(shape)}: fixed to the spec's "
-            f"{_shape_text(spec.input_shape('batch'))} (input_size {spec.input_size[0]}x"
-            f"{spec.input_size[1]}), the size calibration and the runtime use"
-        )
-    return ModelSource("onnx", path, spec, onnx_path=path, notes=notes)
+    # The spec names the task, and the task the contract the ONNX must follow.
+    spec, _, notes = build_hooks(ModelSpec.load(spec_path)).read_onnx(path, spec_path)
+    return ModelSource("onnx", path, spec, onnx_path=path, notes=list(notes))
+
+
+def dynamic_dims_note(path: Path, shape: tuple[int | None, ...], spec: ModelSpec) -> list[str]:
+    """The warning for an ONNX input whose H/W (or C) are dynamic: fixed to the spec's size."""
+    if not any(d is None for d in shape[1:]):
+        return []
+    return [
+        f"ONNX input of {path.name} has dynamic dims {_shape_text(shape)}: fixed to the spec's "
+        f"{_shape_text(spec.input_shape('batch'))} (input_size {spec.input_size[0]}x"
+        f"{spec.input_size[1]}), the size calibration and the runtime use"
+    ]
 
 
 def _shape_text(shape: tuple[int | str | None, ...]) -> str:
@@ -168,9 +170,14 @@ def onnx_io(path: Path) -> tuple[int, tuple[int | None, ...]]:
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(model.graph.output) != 1:
+        names = [o.name for o in model.graph.output]
         raise BuildError(
-            f"ONNX model {path} has {len(inputs)} inputs and {len(model.graph.output)} outputs",
-            "build takes an image classifier: one image input, one logits output",
+            f"ONNX model {path} has {len(inputs)} inputs and {len(model.graph.output)} outputs "
+            f"({', '.join(names)})",
+            'its outputs look like a detector\'s: set "task": "detection" in the spec'
+            if {"boxes", "scores"} <= set(names)
+            else "a classifier takes one image input and one logits output; a detector's spec "
+            'says "task": "detection" (outputs boxes and scores)',
         )
     out_dims = _dims(model.graph.output[0])
     if len(out_dims) != 2 or not isinstance(out_dims[1], int):

@@ -124,6 +124,16 @@ class DetectionSplit:
             raise DataError(f"split {split!r} does not exist", f"use one of {sorted(self.items)}")
         return [(self.root / s.path, s) for s in self.items[split]]
 
+    def labelled_paths(self, split: str) -> list[tuple[Path, str | None]]:
+        """Absolute paths and each image's rarest class in the split (None for a negative):
+        what calibration stratifies by, so every class's images are sampled."""
+        samples = self.paths(split)
+        counts = np.bincount([y for _, s in samples for y in s.labels], minlength=len(self.labels))
+        return [
+            (path, self.labels[min(s.labels, key=lambda y: (counts[y], y))] if s.labels else None)
+            for path, s in samples
+        ]
+
     def counts(self) -> dict[str, dict[str, Any]]:
         """Per split: ``images``, ``boxes``, ``negatives`` (images without boxes), ``per_class``
         (boxes per label name)."""

@@ -32,6 +32,10 @@ class Split:
             raise DataError(f"split {split!r} does not exist", f"use one of {sorted(self.items)}")
         return [(self.root / rel, label) for rel, label in self.items[split]]
 
+    def labelled_paths(self, split: str) -> list[tuple[Path, str | None]]:
+        """Absolute paths and label names of one split (what calibration stratifies by)."""
+        return [(path, self.labels[y]) for path, y in self.paths(split)]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "root": str(self.root),

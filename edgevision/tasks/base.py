@@ -6,6 +6,8 @@ where its heavier parts live as ``"module:attribute"`` strings, imported on firs
 * ``trainer``: the torch side (model on a timm ``features_only`` backbone, loss and target
   encoding, datasets, evaluation during training, the run report), used by `edgevision train`
   and by the exporter;
+* ``builder``: the hooks `edgevision build` takes (edgevision.tasks.building): output names,
+  the user-ONNX contract, the evaluation metric, the export check, the float-by-default layers;
 * ``data``: the torch-free dataset reader (``is_dataset(path)`` lets `train` infer the task).
 
 The runtime-side pieces (postprocess, drawing, metrics) sit in the task's package beside them,
@@ -29,6 +31,7 @@ class Task:
     summary: str
     min_labels: int
     trainer: str  # "module:attribute" of the torch-side hooks (edgevision.tasks.*.train)
+    builder: str = ""  # "module:attribute" of the build hooks (edgevision.tasks.*.build)
     options_key: str | None = None  # the spec section this task owns, e.g. "detection"
     options: type | None = None  # its dataclass, with from_dict / to_dict / validate
     is_dataset: str | None = None  # "module:function": does this folder hold this task's data?
@@ -41,6 +44,10 @@ class Task:
     def training(self) -> Any:
         """The torch-side hooks (imports torch)."""
         return self.load(self.trainer)
+
+    def building(self) -> Any:
+        """The build hooks (`edgevision.tasks.building.BuildHooks`)."""
+        return self.load(self.builder)
 
     def holds_data(self, path: Any) -> bool:
         """True when ``path`` looks like a dataset of this task."""
@@ -58,6 +65,7 @@ def _registry() -> Registry[Task]:
             summary="one label per image",
             min_labels=2,
             trainer="edgevision.tasks.classify.train:TRAINER",
+            builder="edgevision.tasks.classify.build:BUILD",
         ),
     )
     tasks.register(
@@ -67,6 +75,7 @@ def _registry() -> Registry[Task]:
             summary="boxes with labels and scores; NMS and tracking in the runtime",
             min_labels=1,
             trainer="edgevision.tasks.detect.train:TRAINER",
+            builder="edgevision.tasks.detect.build:BUILD",
             options_key="detection",
             options=DetectionOptions,
             is_dataset="edgevision.data.detection:is_detection_dataset",

@@ -111,7 +111,7 @@ def test_wrong_or_missing_spec(fp32_onnx, data_dir, run_dir, tmp_path):
 
 
 def test_max_drop_failure_writes_nothing(fp32_onnx, spec_file, data_dir, tmp_path, monkeypatch):
-    import edgevision.compile.pipeline as pipeline
+    from edgevision.tasks.classify.build import BUILD
 
     out = tmp_path / "out"
     config = _onnx_config(fp32_onnx, spec_file, data_dir, tmp_path, max_drop=0.5)
@@ -126,7 +126,7 @@ def test_max_drop_failure_writes_nothing(fp32_onnx, spec_file, data_dir, tmp_pat
         wrong = {n: (y + (n != "fp32")) % 3 for n in models}
         return Evaluation(spec.labels, eval_set.source, y, wrong)
 
-    monkeypatch.setattr(pipeline, "evaluate", bad_evaluate)
+    monkeypatch.setattr(BUILD, "evaluate", bad_evaluate)  # the task's metric, every step
     with pytest.raises(BudgetExceededError, match="int8-cpu drops 100.00 points"):
         build_bundle(config)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -79,12 +79,12 @@ def test_checkpoint_rebuilds_the_detector(coco_data, tmp_path):
         a = ckpt.model(x)
         b = result.model(x)
     assert all(torch.allclose(u, v, atol=1e-5) for u, v in zip(a, b, strict=True))
-    # the INT8 build of a detector is not part of this version: a clear error, not a traceback
+    # `edgevision build` takes the run: the detector and its detection split
     from edgevision.compile.source import load_source
-    from edgevision.errors import BuildError
+    from edgevision.data.detection import DetectionSplit
 
-    with pytest.raises(BuildError, match="detection model"):
-        load_source(result.run_dir)
+    source = load_source(result.run_dir)
+    assert source.spec.task == "detection" and isinstance(source.split, DetectionSplit)
 
 
 def test_resume_after_interrupt_matches_an_uninterrupted_run(coco_data, tmp_path, monkeypatch):

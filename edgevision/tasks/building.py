@@ -1,0 +1,89 @@
+"""The hooks a task gives `edgevision build` (export → calibrate → quantize → verify → bundle).
+
+The build's steps (edgevision/compile) are generic: they quantize whatever graph they are
+given, search layers by SQNR and measure accuracy through an evaluation object with one
+interface (``metric``, ``score``, ``drop``, ``agreement``, ``per_class``, ``summary``). What
+differs per task sits here: the graph's output names and the module exported, the contract a
+user's ONNX must follow, the split and evaluation set, the metric, the export check, the
+layers kept in float by default and the report's plot. Each task registers one instance as
+``BUILD`` in ``edgevision.tasks.<task>.build``; `Task.building()` imports it. Torch is
+imported only inside `export_module`/`check_export` (a checkpoint's build needs it anyway).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class BuildHooks:
+    """Base hooks; a task overrides every method that raises `NotImplementedError`."""
+
+    task: str = ""
+    plot_file: str = ""  # the report's per-class PNG, in the bundle
+
+    def output_names(self, spec: Any) -> tuple[str, ...]:
+        """The ONNX graph's output names, in order."""
+        raise NotImplementedError
+
+    def export_module(self, model: Any, spec: Any) -> Any:
+        """The torch module whose forward() is the deployed graph (``model`` in eval mode)."""
+        raise NotImplementedError
+
+    def read_onnx(self, path: Path, spec_path: str | os.PathLike[str]) -> tuple[Any, tuple, list]:
+        """A user's ONNX checked against this task's contract: ``(spec, input shape, notes)``."""
+        raise NotImplementedError
+
+    def load_split(self, path: Path) -> Any:
+        """The split a training run saved (``RUN/split.json``)."""
+        raise NotImplementedError
+
+    def eval_set_from_split(self, split: Any, spec: Any) -> Any | None:
+        """The split's held-out images with their labels (None when it has none)."""
+        raise NotImplementedError
+
+    def eval_set_from_folder(self, root: Path, spec: Any) -> Any:
+        """``--eval DIR``: a labelled folder in this task's dataset layout."""
+        raise NotImplementedError
+
+    def evaluate(
+        self,
+        models: Mapping[str, Path],
+        eval_set: Any,
+        spec: Any,
+        threads: int = 0,
+        batch_size: int = 32,
+        track: Any = None,
+    ) -> Any:
+        """Every model in ``models`` (name → ONNX) on ``eval_set``: an evaluation object.
+
+        ``track`` is a progress `Tracker` (None: silent).
+        """
+        raise NotImplementedError
+
+    def check_export(
+        self, model: Any, onnx_path: Path, images: Any, spec: Any, **options: Any
+    ) -> Any:
+        """PyTorch vs ONNX Runtime on preprocessed ``images``; raises `BuildError` on a gap."""
+        raise NotImplementedError
+
+    def default_float_nodes(self, prep: Path, spec: Any) -> tuple[tuple[str, ...], dict | None]:
+        """Nodes every INT8 artifact keeps in float by default, and why (for the report)."""
+        return (), None
+
+    def plot(self, evaluation: Any, out: Path) -> Path:
+        """The report's per-class PNG of FP32 vs every INT8 artifact."""
+        raise NotImplementedError
+
+    def markdown(self, evaluation: Any) -> str | None:
+        """A report.md section of the task's own figures (None: the generic table only)."""
+        return None
+
+    def describe_check(self, check: dict[str, Any]) -> str:
+        """One line of report.md for the export check's record."""
+        raise NotImplementedError
+
+
+__all__ = ["BuildHooks"]

@@ -1,0 +1,90 @@
+"""Classification's build hooks: one ``logits`` output, top-1 on an ImageFolder, no float layers.
+
+The implementations are the build's original ones (edgevision/compile: `evaluate`,
+`check_export`, `plot_per_class`, `onnx_io`); this table only points the generic steps at them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgevision.tasks.building import BuildHooks
+
+
+class ClassificationBuild(BuildHooks):
+    """Hooks for ``task == "classification"``."""
+
+    task = "classification"
+    plot_file = "accuracy_per_class.png"
+
+    def output_names(self, spec: Any) -> tuple[str, ...]:
+        from edgevision.compile.export import OUTPUT_NAME
+
+        return (OUTPUT_NAME,)
+
+    def export_module(self, model: Any, spec: Any) -> Any:
+        return model
+
+    def read_onnx(self, path: Path, spec_path: str | os.PathLike[str]) -> tuple[Any, tuple, list]:
+        from edgevision.compile.source import check_input_shape, dynamic_dims_note, onnx_io
+        from edgevision.spec import ModelSpec
+
+        outputs, shape = onnx_io(path)
+        spec = ModelSpec.load(spec_path, num_outputs=outputs)
+        check_input_shape(path, shape, spec)
+        return spec, shape, dynamic_dims_note(path, shape, spec)
+
+    def load_split(self, path: Path) -> Any:
+        from edgevision.data.split import Split
+
+        return Split.load(path)
+
+    def eval_set_from_split(self, split: Any, spec: Any) -> Any | None:
+        from edgevision.compile.evaluate import eval_set_from_split
+
+        return eval_set_from_split(split, spec)
+
+    def eval_set_from_folder(self, root: Path, spec: Any) -> Any:
+        from edgevision.compile.evaluate import eval_set_from_folder
+
+        return eval_set_from_folder(root, spec)
+
+    def evaluate(
+        self,
+        models: Mapping[str, Path],
+        eval_set: Any,
+        spec: Any,
+        threads: int = 0,
+        batch_size: int = 32,
+        track: Any = None,
+    ) -> Any:
+        from edgevision.compile.evaluate import evaluate
+        from edgevision.compile.progress import silent
+
+        return evaluate(models, eval_set, spec, threads, batch_size, track or silent)
+
+    def check_export(
+        self, model: Any, onnx_path: Path, images: Any, spec: Any, **options: Any
+    ) -> Any:
+        from edgevision.compile.export import check_export
+
+        return check_export(model, onnx_path, images, **options)
+
+    def plot(self, evaluation: Any, out: Path) -> Path:
+        from edgevision.compile.report import plot_per_class
+
+        return plot_per_class(evaluation, out)
+
+    def describe_check(self, check: dict[str, Any]) -> str:
+        return (
+            f"max abs diff {check['max_abs_diff']:.3g}, top-1 agreement "
+            f"{100 * check['top1_agreement']:.2f}% on {check['images']} images"
+        )
+
+
+BUILD = ClassificationBuild()
+
+__all__ = ["BUILD", "ClassificationBuild"]
