@@ -14,7 +14,8 @@ INPUT is a RUN folder (or checkpoint) from `edgevision train`, or an .onnx file 
 Calibration defaults to a class-stratified sample of the run's training split; accuracy is
 checked on its test split (or --eval DIR) in the task's metric: top-1 for a classifier,
 COCO mAP@[.5:.95] for a detector (whose head's final box/score layers, decode and top-K stay in
-float unless --quantize-head). With --max-drop POINTS, an INT8 artifact that loses more
+float: --float-head head, the default; tail: only decode/sigmoid/top-K; none). With
+--max-drop POINTS, an INT8 artifact that loses more
 points of that metric starts a search: layers are ranked by quantization sensitivity (SQNR, then the
 accuracy effect of each in float) and the fewest are kept in float (the same for every target)
 until the budget is met; the report lists them, the accuracy before and after and the latency
@@ -42,16 +43,19 @@ def register(app: typer.Typer) -> None:
         max_drop: float | None = typer.Option(
             None, help="Max INT8 drop in points of top-1 (classifier) or mAP@[.5:.95] (detector)."
         ),
-        quantize_head: bool = typer.Option(
-            False, help="Detector: quantize the head's final layers too (default: float)."
+        float_head: str = typer.Option(
+            "head",
+            help="Detector: keep in float its head's final layers and what follows (head), "
+            "only what follows (tail), or nothing (none).",
         ),
         float_search: bool = typer.Option(
             True, help="Over --max-drop: keep sensitive layers in float (else fail)."
         ),
         max_float_layers: int = typer.Option(8, help="Worst layers the search may keep float."),
-        min_agreement: float = typer.Option(
-            99.0,
-            help="INT8 agreement with FP32, % (below: a warning; with --max-drop: fails).",
+        min_agreement: float | None = typer.Option(
+            None,
+            help="INT8 agreement with FP32, % (below: a warning; with --max-drop: fails). "
+            "Default 99 (classifier top-1), 90 (detector: F1 of detections at the threshold).",
         ),
         exclude_nodes: str = typer.Option("", help="Keep these nodes in float (comma-separated)."),
         exclude_op_types: str = typer.Option(
@@ -113,7 +117,7 @@ def register(app: typer.Typer) -> None:
             nodes_to_exclude=_split_list(exclude_nodes),
             exclude_op_types=_split_list(exclude_op_types),
             deploy_by_latency=deploy_by_latency,
-            float_head=not quantize_head,
+            float_head=float_head,
         )
         from edgevision.compile.console import log_to, print_result, rich_tracker
 

@@ -29,7 +29,11 @@ def register(app: typer.Typer) -> None:
         workspace_mb: int = typer.Option(1024, help="Engine builder workspace (MiB)."),
         max_batch: int = typer.Option(8, help="Engine optimisation profile's max batch."),
         dla_core: int | None = typer.Option(None, help="Build for this DLA core (Jetson)."),
-        fp16_fallback: bool = typer.Option(False, help="Allow FP16 for layers INT8 lacks."),
+        fp16_fallback: bool | None = typer.Option(
+            None,
+            help="FP16 beside INT8 for the layers kept in float (default: on when the INT8 "
+            "artifact keeps any, e.g. a detector's head).",
+        ),
         opt_level: int = typer.Option(3, help="TensorRT builder optimisation level 0-5."),
         timing_cache: Path | None = typer.Option(None, help="TensorRT timing cache file."),
         engine_cache: Path | None = typer.Option(None, help="Put engines here, not in the bundle."),

@@ -10,6 +10,11 @@ HELP = """Run BUNDLE on --source and write the results; Ctrl-C (or SIGTERM) stop
 
 Sources: clip.mp4 · v4l2:///dev/video0 (or /dev/video0, 0) · csi://0?width=1280&height=720 ·
 rtsp://host/stream · 'gst:… ! appsink' · frames/ or 'frames/*.jpg' · synthetic://?fps=15&seed=0
+
+A detection bundle reports boxes (NMS, mapped back onto the frame) and tracks them across
+frames by capture time (ByteTrack-style); --events then writes track events (appeared / left:
+label, best score and its box, first/last time) unless --events-mode frames (every detection
+of every frame).
 """
 
 
@@ -29,7 +34,22 @@ def register(app: typer.Typer) -> None:
         ),
         threads: int = typer.Option(0, min=0, help="CPU threads for ONNX Runtime (0: all)."),
         topk: int = typer.Option(3, min=1, help="Labels listed per frame."),
-        threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="Below: 'unknown'."),
+        threshold: float | None = typer.Option(
+            None,
+            min=0.0,
+            max=1.0,
+            help="Classifier: below it 'unknown' (default 0.5). Detector: the score a detection "
+            "needs (default: the spec's).",
+        ),
+        events_mode: str = typer.Option(
+            "auto",
+            help="--events per frame ('frames') or per track event ('tracks'; auto for "
+            "a detector).",
+        ),
+        track: bool = typer.Option(True, "--track/--no-track", help="Detector: track objects."),
+        track_max_age: float = typer.Option(
+            1.0, min=0.0, help="Detector: seconds a track survives unseen before it 'left'."
+        ),
         smooth: int = typer.Option(5, min=1, help="Average probabilities over N frames."),
         realtime: bool = typer.Option(False, help="Read a file at its frame rate, like a camera."),
         max_frames: int | None = typer.Option(None, min=1, help="Stop after N results."),
@@ -49,21 +69,26 @@ def register(app: typer.Typer) -> None:
         from edgevision.runtime import Pipeline, Reconnect, SourceLostError, make_sink
 
         _setup_logging()
-        files = {"jsonl": events, "video": video}
         for option, path in (("--events", events), ("--video", video)):
             if path is not None:
                 check_output_file(path, option)  # before the model loads and the camera opens
-        sinks = [make_sink(name, path) for name, path in files.items() if path is not None]
+        sinks = [make_sink("jsonl", events, mode=events_mode)] if events is not None else []
+        sinks += [make_sink("video", video)] if video is not None else []
         sinks += [make_sink("window")] if show else []
         sinks += [] if quiet else [make_sink("stdout")]
+        from edgevision.bundle import Bundle
+
+        opened = Bundle.open(bundle)
         pipeline = Pipeline(
-            bundle,
+            opened,
             source,
             sinks=sinks,
             backend=backend,
             threads=threads,
             topk=topk,
-            threshold=threshold,
+            threshold=_threshold(opened, threshold),
+            tracker=_tracker(track_max_age),
+            tracking=track,
             smooth=smooth,
             realtime=realtime,
             max_frames=max_frames,
@@ -94,3 +119,16 @@ def _setup_logging() -> None:
     if not log.handlers:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+
+
+def _threshold(bundle, threshold: float | None) -> float | None:
+    """The classifier's default 0.5; a detector's default None (its spec's)."""
+    if threshold is not None:
+        return threshold
+    return None if bundle.spec.task == "detection" else 0.5
+
+
+def _tracker(max_age: float):  # -> TrackerConfig
+    from edgevision.tasks.detect.track import TrackerConfig
+
+    return TrackerConfig(max_age_s=max_age)

@@ -213,9 +213,16 @@ Evaluator = Callable[[Mapping[str, Path]], Evaluation]
 def low_agreement(evaluation: Evaluation, min_agreement: float) -> list[str]:
     """One line per INT8 artifact that agrees with FP32 on fewer than ``min_agreement`` % of
     the held-out images: a drop near zero can hide many changed predictions."""
+    what = getattr(evaluation, "agreement_what", None)  # a task's own kind of agreement
     return [
-        f"{name} agrees with FP32 on {evaluation.agreement(name):.2f}% of the {evaluation.n} "
-        f"held-out images, below --min-agreement {min_agreement:g}%"
+        (
+            f"{name} agrees with FP32 on {evaluation.agreement(name):.2f}% of the "
+            f"{evaluation.n} held-out images"
+            if what is None
+            else f"{name} agrees with FP32 {evaluation.agreement(name):.2f}% ({what}, "
+            f"{evaluation.n} held-out images)"
+        )
+        + f", below --min-agreement {min_agreement:g}%"
         for name in evaluation.predictions
         if name != evaluation.reference and evaluation.agreement(name) < min_agreement
     ]

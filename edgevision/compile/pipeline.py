@@ -12,6 +12,7 @@ adds the sensitivity table to the report; the calibration advisor's verdict is a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -57,6 +58,7 @@ from edgevision.spec import ModelSpec
 log = logging.getLogger(__name__)
 
 FP32_FILE = "model.fp32.onnx"
+FLOAT_HEAD = ("head", "tail", "none")
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -90,11 +92,15 @@ class BuildConfig:
     advise: bool = True  # calibration advisor: how many images the ranges needed
     latency_iterations: int = 100  # interleaved rounds timing the budget's choices (0: skip)
     force: bool = False  # --out may replace a non-empty folder that is not a bundle
-    min_agreement: float = 99.0  # % of held-out images INT8 must agree with FP32 on
+    # INT8's agreement with FP32 in % (None: the task's default, 99 for a classifier's top-1,
+    # 90 for a detector's detections at its score threshold)
+    min_agreement: float | None = None
     deploy_by_latency: bool = True  # time FP32 vs INT8: deploy INT8 only where it is faster
     deploy_max_batch: int = 8  # the largest batch timed for the deployment choice
     deploy_iterations: int = 30  # interleaved rounds of that timing
-    float_head: bool = True  # keep the task's float-by-default layers (a detector's head)
+    # The task's float-by-default layers (a detector's head): "head" (its final layers and
+    # what follows them), "tail" (only what follows: decode, sigmoid, top-K), "none"
+    float_head: str = "head"
 
     def __post_init__(self) -> None:
         for name in ("input", "out", "spec", "eval", "cache_dir"):
@@ -119,7 +125,12 @@ class BuildConfig:
             )
         if self.max_drop is not None:
             check_max_drop_value(self.max_drop)
-        if not 0 <= self.min_agreement <= 100:
+        if self.float_head not in FLOAT_HEAD:
+            raise ConfigError(
+                f"--float-head {self.float_head!r} is not one of {', '.join(FLOAT_HEAD)}",
+                "use head (default), tail or none",
+            )
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 100:
             raise ConfigError(
                 f"--min-agreement {self.min_agreement} is not a percentage", "use e.g. 99"
             )
@@ -177,6 +188,8 @@ def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
         )
     started = time.perf_counter()
     source = load_source(config.input, config.spec)
+    if config.min_agreement is None:
+        config = dataclasses.replace(config, min_agreement=build_hooks(source.spec).min_agreement)
     for note in source.notes:
         log.warning("%s", note)
     eval_set = _eval_set(config, source)
@@ -344,14 +357,18 @@ def _batched(config: BuildConfig, track: Tracker) -> dict[str, Any]:
 def _nodes_to_exclude(
     config: BuildConfig, prep: Path, spec: ModelSpec
 ) -> tuple[tuple[str, ...], dict[str, Any] | None]:
-    """The nodes every artifact keeps in float: the task's default ones (a detector's head;
-    none with ``float_head=False``), ``nodes_to_exclude`` and every node of the
+    """The nodes every artifact keeps in float: the task's default ones (a detector's head, or
+    its tail; none with ``float_head="none"``), ``nodes_to_exclude`` and every node of the
     ``exclude_op_types`` in the prepared model; and the record of the task's default."""
-    default, record = build_hooks(spec).default_float_nodes(prep, spec)
-    if not config.float_head:
-        default, record = (), None
-    elif record is not None:
-        log.info("keeping %d node(s) of the head in float (--quantize-head: none)", len(default))
+    default, record = (), None
+    if config.float_head != "none":
+        default, record = build_hooks(spec).default_float_nodes(prep, spec, config.float_head)
+    if record is not None:
+        log.info(
+            "keeping %d node(s) of the head in float (--float-head %s)",
+            len(default),
+            config.float_head,
+        )
     nodes = union(default, config.nodes_to_exclude)
     if not config.exclude_op_types:
         return nodes, record
@@ -650,7 +667,8 @@ def _report_files(ctx: BuildContext, report: dict[str, Any]) -> dict[str, Path]:
     hooks = build_hooks(ctx.spec)
     if report.get("export_check"):
         report["export_check"]["text"] = hooks.describe_check(report["export_check"])
-    files = write_report(report, reports)
+    accuracy_md = hooks.markdown(ctx.evaluation) if ctx.evaluation is not None else None
+    files = write_report(report, reports, accuracy_md)
     extra = _extra_markdown(ctx, report)
     if extra:
         md = files["report.md"]
@@ -701,14 +719,17 @@ def _budget_record(ctx: BuildContext) -> dict[str, Any] | None:
 def _extra_markdown(ctx: BuildContext, report: dict[str, Any]) -> str:
     """report.md sections for the calibration advisor, the budget and the sensitivity table."""
     text = ""
-    if ctx.evaluation is not None:
-        text += build_hooks(ctx.spec).markdown(ctx.evaluation) or ""
     if ctx.float_default is not None:
         fd = ctx.float_default
+        finals = ", ".join(f"`{n}`" for n in fd.get("final_layers", []))
+        what = (
+            f"the {fd.get('after', 0)} after the final layers ({finals})"
+            if fd.get("mode") == "tail"
+            else f"{finals} and {fd.get('after', 0)} after them"
+        )
         text += (
-            f"\n## Kept in float by default\n\n{len(fd['nodes'])} node(s): "
-            f"{', '.join(f'`{n}`' for n in fd.get('final_layers', []))} and "
-            f"{fd.get('after', 0)} after them. Why: {fd['why']}.\n"
+            f"\n## Kept in float by default\n\n{len(fd['nodes'])} node(s): {what}. "
+            f"Why: {fd['why']}.\n"
         )
     if ctx.advice is not None:
         text += f"\n## Calibration advisor\n\n{ctx.advice.message()}.\n"

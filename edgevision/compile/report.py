@@ -40,16 +40,20 @@ def plot_per_class(evaluation: Evaluation, out: str | os.PathLike[str]) -> Path:
     return out
 
 
-def write_report(report: dict[str, Any], folder: str | os.PathLike[str]) -> dict[str, Path]:
+def write_report(
+    report: dict[str, Any], folder: str | os.PathLike[str], accuracy_md: str | None = None
+) -> dict[str, Path]:
     """Write report.json and report.md into ``folder``; returns bundle name → path."""
     folder = Path(folder)
     files = {"report.json": atomic_write_json(folder / "report.json", report)}
-    files["report.md"] = atomic_write_text(folder / "report.md", render_markdown(report))
+    md = render_markdown(report, accuracy_md)
+    files["report.md"] = atomic_write_text(folder / "report.md", md)
     return files
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    """A short human summary of the build."""
+def render_markdown(report: dict[str, Any], accuracy_md: str | None = None) -> str:
+    """A short human summary of the build; ``accuracy_md``: a task's own accuracy section
+    (a detector's mAP tables), in place of the top-1 table."""
     src = report["source"]
     calib = report["calibration"]
     lines = [
@@ -73,8 +77,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     acc = report.get("accuracy")
     if not acc:
         lines.append("Not evaluated: no labelled held-out set (give --eval DIR).")
-    elif acc.get("metric", "top-1") != "top-1":
-        lines.append(f"{acc['images']} images of the {acc['source']}: {acc['metric']} below.")
+    elif accuracy_md:
+        lines.append(accuracy_md.strip("\n"))
     else:
         lines += [
             f"{acc['images']} images of the {acc['source']}.",

@@ -182,7 +182,7 @@ def _entry_timers(
                 continue
             result = runner.infer(feed)
             if batch == 1:
-                logits = next(iter(result.values()))
+                logits = result  # every output: a detector's postprocess needs both
             timers[f"{entry.key}#{batch}"] = runner_timer(runner, feed)
             out.append(_model_measurement(entry, batch))
     except BackendError as exc:
@@ -190,14 +190,56 @@ def _entry_timers(
     return timers, out, logits
 
 
-def _stage_timers(bundle: Bundle, frame: np.ndarray, logits: np.ndarray | None) -> dict[str, Timer]:
+def _stage_timers(
+    bundle: Bundle, frame: np.ndarray, outputs: dict[str, np.ndarray] | None
+) -> dict[str, Timer]:
     timers = {"preprocess": call_timer(lambda: preprocess(frame, bundle.spec))}
-    if logits is not None:
+    if outputs is not None and bundle.spec.task == "detection":
+        return timers | detection_stage_timers(bundle.spec, outputs)
+    if outputs is not None:
+        logits = next(iter(outputs.values()))
         # The runtime's own postprocess (softmax + top-k), as the pipeline runs it per frame.
         classify = Classifier(bundle.spec.labels, topk=TOP_K)
         classify(logits)  # a model/labels mismatch fails here, before the timed rounds
         timers["postprocess"] = call_timer(lambda: classify(logits))
     return timers
+
+
+TRACKED_OBJECTS = 20  # objects on the frame the tracking stage is timed with
+
+
+def detection_stage_timers(spec: Any, outputs: dict[str, np.ndarray]) -> dict[str, Timer]:
+    """A detector's runtime stages at their worst realistic load: ``postprocess`` (score
+    threshold, class-aware NMS and the boxes mapped back onto the frame) with every one of the
+    K candidates above the threshold, and ``tracking`` (`Tracker.update`) of
+    `TRACKED_OBJECTS` detections a frame, 30 frames a second."""
+    from edgevision.tasks.detect.metrics import Detections
+    from edgevision.tasks.detect.postprocess import postprocess
+    from edgevision.tasks.detect.track import Tracker
+
+    boxes_name, scores_name = spec.detection.outputs
+    boxes, scores = outputs[boxes_name][0], outputs[scores_name][0].copy()
+    threshold = spec.detection.score_threshold
+    best = scores.argmax(axis=1)
+    rows = np.arange(len(scores))
+    scores[rows, best] = np.maximum(scores[rows, best], min(1.0, threshold + 0.05))
+    size = (FRAME_SIZE[1], FRAME_SIZE[0])
+    postprocess(boxes, scores, spec, size)  # a model/spec mismatch fails here, not in a round
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, min(size) - 40, (TRACKED_OBJECTS, 2)).astype(np.float32)
+    objects = np.concatenate([xy, xy + 32], axis=1)
+    tracker, clock = Tracker(), [0.0]
+
+    def track() -> None:
+        clock[0] += 1 / 30
+        moved = objects + np.float32(clock[0] * 30)  # 30 px a second to the right and down
+        dets = Detections(moved, np.full(TRACKED_OBJECTS, 0.9), np.zeros(TRACKED_OBJECTS, int))
+        tracker.update(dets, clock[0])
+
+    return {
+        "postprocess": call_timer(lambda: postprocess(boxes, scores, spec, size)),
+        "tracking": call_timer(track),
+    }
 
 
 def _with_samples(m: Measurement, samples: dict[str, list[float]]) -> Measurement:
@@ -221,7 +263,8 @@ def profile_models(
     """Profile every artifact of ``bundle`` that can run here, interleaved round-robin.
 
     Each artifact is timed at each of ``batch_sizes``; preprocessing (one camera-sized BGR
-    frame) and postprocessing (softmax + top-k) are timed as their own stages. Artifacts that
+    frame) and postprocessing (softmax + top-k; a detector's NMS and tracking, see
+    `detection_stage_timers`) are timed as their own stages. Artifacts that
     cannot run here (TensorRT without a GPU) are listed as skipped with the reason.
     ``baselines`` are extra zero-argument callables timed in the same rounds (e.g. a bare
     ``session.run`` to measure the profiler's own overhead).

@@ -39,6 +39,11 @@ class Result:
     when preprocessing picked it up; ``timings`` holds each stage's milliseconds for this
     frame (``sink`` is filled in once the sinks have written it). ``image`` is the captured
     BGR frame (for drawing); ``meta`` is what the source attached (e.g. ground truth).
+
+    A detection bundle's result also carries ``objects`` (every detection on the original
+    frame: ``box`` [x0, y0, x1, y1] pixels, ``label``, ``score``, ``track`` id or None) and
+    ``events`` (tracks that ``appeared`` or ``left`` on this frame, `track_event` dicts);
+    ``label``/``score`` are then the highest-scoring detection's (``"none"``, 0 without any).
     """
 
     frame_index: int
@@ -53,6 +58,8 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False)
+    objects: list[dict[str, Any]] | None = None  # a detector's, per frame
+    events: list[dict[str, Any]] = field(default_factory=list)  # track events of this frame
 
     def to_event(self) -> dict[str, Any]:
         """A JSON-ready dict (the JSON Lines event)."""
@@ -68,6 +75,10 @@ class Result:
             "age_ms": round(self.age_ms, 3),
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
         }
+        if self.objects is not None:
+            event["objects"] = self.objects
+        if self.events:
+            event["events"] = self.events
         if self.meta:
             event["meta"] = self.meta
         return event

@@ -52,7 +52,10 @@ class Pipeline:
 
     ``bundle``: a `Bundle` or its folder. ``source``: a URI (see `open_source`) or a `Source`.
     ``backend``: ``auto`` (`choose_backend`), ``ort``, ``tensorrt``; or pass a ready ``runner``.
-    ``topk``/``threshold``/``smooth``: see `Classifier`. ``realtime``: read a file at its
+    ``topk``/``threshold``/``smooth``: see `Classifier` (``threshold`` None: 0). A detection
+    bundle's results carry detections and track events instead (`DetectionHead`):
+    ``threshold`` None is the spec's score threshold, ``tracker`` a `TrackerConfig`,
+    ``tracking`` False reports detections without tracks. ``realtime``: read a file at its
     native frame rate, like a camera (newest frame, drops). ``max_frames``: stop after this
     many results. ``reconnect``: the backoff policy for a lost or stalled source.
     ``pin_cpus``: give the inference thread a CPU of its own and the other stages the rest
@@ -70,7 +73,7 @@ class Pipeline:
         backend: str = "auto",
         threads: int = 0,
         topk: int = 3,
-        threshold: float = 0.0,
+        threshold: float | None = None,
         smooth: int = 1,
         realtime: bool = False,
         max_frames: int | None = None,
@@ -80,6 +83,8 @@ class Pipeline:
         queue_size: int = 2,
         pin_cpus: bool | None = None,
         runner: Runner | None = None,
+        tracker: Any = None,
+        tracking: bool = True,
         **backend_options: Any,
     ) -> None:
         from edgevision.bundle import Bundle
@@ -91,7 +96,15 @@ class Pipeline:
         self.backend_options = backend_options
         self.runner = runner
         # Built now so a bad top-k or threshold fails before any device is opened.
-        self.classifier = Classifier(self.bundle.spec.labels, topk, threshold, smooth, outputs)
+        spec = self.bundle.spec
+        self.detector = None
+        if spec.task == "detection":
+            from edgevision.runtime.detect import DetectionHead
+
+            self.detector = DetectionHead(spec, threshold, tracker, tracking)
+        threshold = 0.0 if threshold is None else threshold
+        self.classifier = Classifier(spec.labels, topk, threshold, smooth, outputs)
+        self.topk = topk
         if max_frames is not None and max_frames < 1:
             raise ConfigError(f"max_frames {max_frames} must be >= 1", "or None for no limit")
         if queue_size < 1:
@@ -173,6 +186,7 @@ class _Run:
         self.discarded = 0  # results after max_frames
         self.last_result_ts = 0.0
         self.stop_seen: float | None = None  # when the consumer first saw a stop request
+        self.first_capture_ts: float | None = None  # a live source's first frame (tracking)
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -195,6 +209,11 @@ class _Run:
             self.runner.activate()
         self._warm_up()
         self.summary.backend = self.runner.name
+        if p.detector is not None:  # a detector's postprocess in its two parts, too
+            from edgevision.runtime.summary import Reservoir
+
+            for stage in ("postprocess.nms", "postprocess.track"):
+                self.summary.stage_ms[stage] = Reservoir()
         if not p.source.is_open:
             p.source.open()
         info = StreamInfo(
@@ -203,6 +222,7 @@ class _Run:
             self.spec.labels,
             self.runner.name,
             request_stop=p.stop,
+            task=self.spec.task,
         )
         for sink in p.sinks:
             sink.open(info)
@@ -315,6 +335,8 @@ class _Run:
         return frame
 
     def _postprocess(self, frame: Frame) -> Result:
+        if self.p.detector is not None:
+            return self._detect(frame)
         t0 = time.perf_counter()
         if frame.segment != self.segment:  # reconnected: the smoothing window is stale
             self.p.classifier.reset()
@@ -335,6 +357,42 @@ class _Run:
             timings=frame.timings,
             meta=frame.meta,
             image=frame.image,
+        )
+
+    def _stream_time(self, frame: Frame) -> float:
+        """The tracker's clock, seconds from the stream's start: a file's media time (its
+        frame index over its frame rate, however fast it is read); a live source's capture
+        time, so frames the newest-frame policy dropped are a longer step, not a lost track."""
+        source = self.p.source
+        if not source.live and source.fps:
+            return frame.index / source.fps
+        if self.first_capture_ts is None:
+            self.first_capture_ts = frame.capture_ts
+        return frame.capture_ts - self.first_capture_ts
+
+    def _detect(self, frame: Frame) -> Result:
+        t0 = time.perf_counter()
+        h, w = frame.image.shape[:2]
+        found = self.p.detector(frame.outputs, (w, h), self._stream_time(frame))
+        t1 = time.perf_counter()
+        frame.timings["postprocess"] = (t1 - t0) * 1000.0
+        best = found.best or ("none", 0.0)
+        ranked = sorted(found.objects, key=lambda o: -o["score"])[: self.p.topk]
+        return Result(
+            frame_index=frame.index,
+            capture_ts=frame.capture_ts,
+            capture_time=frame.capture_time,
+            label=best[0],
+            score=best[1],
+            topk=[(o["label"], o["score"]) for o in ranked],
+            latency_ms=(t1 - frame.capture_ts) * 1000.0,
+            age_ms=frame.age_ms,
+            known=bool(found.objects),
+            timings=frame.timings | {f"postprocess.{k}": v for k, v in found.timings.items()},
+            meta=frame.meta,
+            image=frame.image,
+            objects=found.objects,
+            events=found.events,
         )
 
     def _post_and_sink(self, frame: Frame) -> Result | None:
@@ -399,8 +457,21 @@ class _Run:
         if self.threads:
             self.threads[0].join(timeout=_CAPTURE_JOIN_S)
             capture_done = not self.threads[0].is_alive()
+        self._flush_tracks()
         self._close_all(close_source=capture_done)
         return self._fill_summary()
+
+    def _flush_tracks(self) -> None:
+        """End of stream: every live track leaves; the sinks get those events before closing."""
+        if self.p.detector is None:
+            return
+        events = self.p.detector.flush()
+        for sink in self.opened:
+            try:
+                sink.write_events(events)
+            except Exception as exc:  # the other sinks still get theirs
+                log.error("writing the last track events to %r failed: %s", sink, exc)
+                self.errors.append(exc)
 
     def _close_all(self, close_source: bool = True) -> None:
         for sink in self.opened:

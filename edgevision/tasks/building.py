@@ -23,6 +23,7 @@ class BuildHooks:
 
     task: str = ""
     plot_file: str = ""  # the report's per-class PNG, in the bundle
+    min_agreement: float = 99.0  # the default --min-agreement (%), in the metric's agreement
 
     def output_names(self, spec: Any) -> tuple[str, ...]:
         """The ONNX graph's output names, in order."""
@@ -69,8 +70,11 @@ class BuildHooks:
         """PyTorch vs ONNX Runtime on preprocessed ``images``; raises `BuildError` on a gap."""
         raise NotImplementedError
 
-    def default_float_nodes(self, prep: Path, spec: Any) -> tuple[tuple[str, ...], dict | None]:
-        """Nodes every INT8 artifact keeps in float by default, and why (for the report)."""
+    def default_float_nodes(
+        self, prep: Path, spec: Any, mode: str = "head"
+    ) -> tuple[tuple[str, ...], dict | None]:
+        """Nodes every INT8 artifact keeps in float by default, and why (for the report);
+        ``mode`` is `BuildConfig.float_head` ("head" or "tail")."""
         return (), None
 
     def plot(self, evaluation: Any, out: Path) -> Path:

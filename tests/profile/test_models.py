@@ -200,3 +200,13 @@ def test_with_tensorrt_available_the_engine_is_profiled_and_deployed(full_bundle
     assert trt.ran and trt.backend == "tensorrt" and trt.note == "TensorRT engine"
     assert seen == {"artifact": "int8-trt", "precision": "int8"}
     assert report.deployed == "int8-trt"
+
+
+def test_a_detection_bundle_times_nms_and_tracking_as_stages(tmp_path):
+    from tests.helpers import detection_bundle
+
+    report = profile_models(detection_bundle(tmp_path), iterations=5, warmup=1)
+    stages = {m.key: m for m in report.measurements if m.kind == "stage"}
+    assert set(stages) == {"preprocess", "postprocess", "tracking"}
+    assert all(m.ran and m.stats.n == 5 and m.stats.p50 > 0 for m in stages.values())
+    assert any(m.kind == "model" and m.ran for m in report.measurements)

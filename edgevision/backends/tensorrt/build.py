@@ -28,6 +28,7 @@ tested against a recording fake of it (tests/backends/tensorrt/conftest.py).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -169,7 +170,7 @@ def build_engine(
     opt_batch: int = 1,
     max_batch: int = 8,
     dla_core: int | None = None,
-    fp16_fallback: bool = False,
+    fp16_fallback: bool | None = None,
     opt_level: int = 3,
     timing_cache: str | os.PathLike[str] | None = None,
     engine_cache: str | os.PathLike[str] | None = None,
@@ -187,6 +188,9 @@ def build_engine(
     name built with other options is replaced only with ``rebuild_if_stale``. When
     ``parity_images`` are given, or the bundle's calibration images are reachable, the engine
     is compared with the FP32 ONNX Runtime outputs (`engine_parity`) and the result stored.
+    ``fp16_fallback`` None (the default) turns FP16 on beside INT8 exactly when the INT8
+    artifact keeps nodes in float (a detector's head, an accuracy budget's layers), so those
+    run in FP16 rather than FP32.
     """
     from edgevision.bundle import Bundle
 
@@ -197,12 +201,16 @@ def build_engine(
         opt_batch=opt_batch,
         max_batch=max_batch,
         dla_core=dla_core,
-        fp16_fallback=fp16_fallback,
+        fp16_fallback=bool(fp16_fallback),
         opt_level=opt_level,
     )
     opts.check()
     bundle = Bundle.open(bundle_path)
     art = bundle.artifact(PRECISION_ARTIFACT[precision])
+    if fp16_fallback is None and precision == "int8" and art.extra.get("float_nodes"):
+        opts = dataclasses.replace(opts, fp16_fallback=True)
+        opts.check()
+        _LOG.info("FP16 on beside INT8: %s keeps nodes in float", art.file)
     trt = import_tensorrt()
     memory = open_memory()
     try:

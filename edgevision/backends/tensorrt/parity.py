@@ -34,8 +34,10 @@ def engine_parity(
 ) -> dict[str, Any]:
     """Compare the engine's outputs with FP32 ONNX Runtime on ``images`` (paths or BGR frames).
 
-    Returns the number of images, top-1 agreement (fraction) and the max / mean absolute
-    error of the first output. Both runners get the same `preprocess` tensor.
+    Returns the number of images, the top-1 agreement (fraction; a detector: the class of its
+    best candidate) and the max / mean absolute error of the first output, and of every output
+    by name under ``outputs`` (a detector: ``boxes`` in pixels, ``scores``). Both runners get
+    the same `preprocess` tensor.
     """
     from edgevision.bundle import Bundle
 
@@ -46,16 +48,32 @@ def engine_parity(
     reference = OrtRunner(bundle.path(bundle.artifact("fp32").file), threads=0, name="ort:fp32")
     engine = TrtRunner(engine_record)
     with reference, engine:
-        pairs = [_outputs_pair(reference, engine, bundle.spec, img) for img in images]
-    agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in pairs)
-    errors = [np.abs(a.astype(np.float64) - b.astype(np.float64)) for a, b in pairs]
+        names = list(reference.output_names())
+        pairs = [_outputs_pair(reference, engine, bundle.spec, img, names) for img in images]
+    # the class output: a classifier's logits; a detector's scores, of its best candidate
+    cls = next((n for n in ("logits", "scores") if n in pairs[0][0]), names[0])
+    agree = sum(int(_top_class(a[cls]) == _top_class(b[cls])) for a, b in pairs)
+    per_output = {}
+    for name in names:
+        errors = [np.abs(a[name].astype(np.float64) - b[name].astype(np.float64)) for a, b in pairs]
+        per_output[name] = {
+            "max_abs_error": float(max(e.max() for e in errors)),
+            "mean_abs_error": float(np.mean([e.mean() for e in errors])),
+        }
     return {
         "reference": "fp32 onnxruntime",
         "images": len(pairs),
         "top1_agreement": agree / len(pairs),
-        "max_abs_error": float(max(e.max() for e in errors)),
-        "mean_abs_error": float(np.mean([e.mean() for e in errors])),
+        **per_output[names[0]],  # the first output's, as engines have always recorded
+        "outputs": per_output,
     }
+
+
+def _top_class(out: np.ndarray) -> int:
+    """The class an output says: argmax of logits [1, C]; of a detector's scores [1, K, C],
+    the class of the candidate with the highest score."""
+    flat = out.reshape(-1, out.shape[-1])
+    return int(np.unravel_index(np.argmax(flat), flat.shape)[1])
 
 
 def calibration_images(bundle: Bundle) -> list[Path]:
@@ -78,8 +96,12 @@ def calibration_images(bundle: Bundle) -> list[Path]:
 
 
 def _outputs_pair(
-    reference: Any, engine: Any, spec: ModelSpec, image: str | os.PathLike[str] | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    reference: Any,
+    engine: Any,
+    spec: ModelSpec,
+    image: str | os.PathLike[str] | np.ndarray,
+    names: list[str],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     from edgevision.data.images import read_image
     from edgevision.preprocess import preprocess
 
@@ -87,14 +109,15 @@ def _outputs_pair(
     x = preprocess(frame, spec)
     ref = reference.infer(x)
     got = engine.infer(x)
-    name = next((n for n in reference.output_names() if n in got), None)
-    if name is None:
+    missing = [n for n in names if n not in got]
+    if missing:
         raise BuildError(
-            f"the engine's outputs {sorted(got)} do not match the ONNX outputs "
-            f"{reference.output_names()}"
+            f"the engine's outputs {sorted(got)} do not match the ONNX outputs {names}"
         )
-    if ref[name].shape != got[name].shape:
-        raise BuildError(
-            f"output {name!r}: engine shape {list(got[name].shape)} vs ONNX {list(ref[name].shape)}"
-        )
-    return ref[name], got[name]
+    for name in names:
+        if ref[name].shape != got[name].shape:
+            raise BuildError(
+                f"output {name!r}: engine shape {list(got[name].shape)} vs ONNX "
+                f"{list(ref[name].shape)}"
+            )
+    return {n: ref[n] for n in names}, {n: got[n] for n in names}

@@ -49,6 +49,7 @@ class TorchRunner(Runner):
         self.threads = threads
         self.device = device
         self._model: torch.nn.Module | None = None
+        self._outputs: tuple[str, ...] = (OUTPUT_NAME,)
         self._threads_before: int | None = None
 
     @classmethod
@@ -105,6 +106,12 @@ class TorchRunner(Runner):
 
             ckpt = load_checkpoint(model)
             model, self.spec = ckpt.model, ckpt.spec
+        from edgevision.tasks import get_task
+
+        # the deployed graph (a detector: its top-K boxes and scores) and its output names
+        hooks = get_task(self.spec.task).building()  # type: ignore[union-attr]
+        model = hooks.export_module(model.eval(), self.spec)
+        self._outputs = tuple(hooks.output_names(self.spec))
         try:
             self._model = model.eval().to(self.device)
         except (RuntimeError, AssertionError) as exc:  # no CUDA build / no such device
@@ -123,7 +130,8 @@ class TorchRunner(Runner):
         x = torch.from_numpy(np.ascontiguousarray(feed[INPUT_NAME])).to(self.device)
         with torch.inference_mode():
             out = self._model(x)  # type: ignore[misc]
-        return {OUTPUT_NAME: out.float().cpu().numpy()}
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return {n: o.float().cpu().numpy() for n, o in zip(self._outputs, outs, strict=True)}
 
     def deactivate_impl(self) -> None:
         import torch

@@ -24,6 +24,7 @@ class StreamInfo:
     backend: str
     # A sink may end the run (a window's "q" key) by calling this.
     request_stop: Callable[[], None] = field(default=_no_stop, compare=False)
+    task: str = "classification"  # the bundle's: a detector's results carry objects, events
 
 
 class Sink(ABC):
@@ -39,6 +40,10 @@ class Sink(ABC):
 
     @abstractmethod
     def write(self, result: Result) -> None: ...
+
+    def write_events(self, events: list[dict]) -> None:  # noqa: B027 - most ignore them
+        """Track events that belong to no frame: the ``left`` of every live track when the
+        stream ends (called once, before `close`)."""
 
     def close(self) -> None:  # noqa: B027 - most sinks have nothing to release
         """Flush and release the output."""

@@ -29,8 +29,18 @@ class ConsoleSink(Sink):
             return
         self._next = now + self.interval
         stream = self.stream or sys.stdout
-        stream.write(
-            f"frame {result.frame_index:>6}  {result.label:<16} {result.score:5.2f}  "
-            f"{fps:6.1f} FPS  latency {result.latency_ms:6.1f} ms\n"
-        )
+        if result.objects is not None:
+            from edgevision.runtime.detect import count_by_label
+
+            counts = count_by_label(result.objects)
+            what = ", ".join(f"{n} {label}" for label, n in counts.items()) or "no objects"
+            stream.write(
+                f"frame {result.frame_index:>6}  {what}  {fps:6.1f} FPS  latency "
+                f"{result.latency_ms:6.1f} ms\n"
+            )
+        else:
+            stream.write(
+                f"frame {result.frame_index:>6}  {result.label:<16} {result.score:5.2f}  "
+                f"{fps:6.1f} FPS  latency {result.latency_ms:6.1f} ms\n"
+            )
         stream.flush()

@@ -28,16 +28,35 @@ class RateMeter:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
+# BGR colours for boxes, one per label index (cycled)
+PALETTE = (
+    (60, 200, 60),
+    (0, 170, 255),
+    (255, 120, 40),
+    (200, 60, 200),
+    (40, 220, 220),
+    (80, 80, 255),
+    (255, 200, 0),
+    (160, 255, 120),
+    (120, 120, 255),
+    (255, 80, 160),
+)
+
+
 def annotate(image: np.ndarray, result: Result, fps: float) -> np.ndarray:
-    """A copy of ``image`` with the label, score, FPS and latency drawn in the top-left."""
+    """A copy of ``image`` with the label, score, FPS and latency drawn in the top-left; a
+    detector's boxes with their label, score and track id."""
     out = image.copy()
     h = out.shape[0]
     scale = max(0.35, h / 480 * 0.6)
     thick = max(1, round(scale * 2))
-    lines = [
-        (f"{result.label} {result.score:.2f}", _GREEN if result.known else _AMBER),
-        (f"{fps:.1f} FPS  {result.latency_ms:.1f} ms", _WHITE),
-    ]
+    if result.objects is not None:
+        _draw_objects(out, result.objects, scale * 0.8, max(1, thick - 1))
+        tracked = {o["track"] for o in result.objects if o["track"] is not None}
+        head = (f"{len(result.objects)} objects, {len(tracked)} tracked", _WHITE)
+    else:
+        head = (f"{result.label} {result.score:.2f}", _GREEN if result.known else _AMBER)
+    lines = [head, (f"{fps:.1f} FPS  {result.latency_ms:.1f} ms", _WHITE)]
     y = 4
     for text, colour in lines:
         (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)
@@ -45,3 +64,17 @@ def annotate(image: np.ndarray, result: Result, fps: float) -> np.ndarray:
         cv2.putText(out, text, (5, y + th + 2), _FONT, scale, colour, thick, cv2.LINE_AA)
         y += th + base + 6
     return out
+
+
+def _draw_objects(out: np.ndarray, objects: list[dict], scale: float, thick: int) -> None:
+    labels: dict[str, int] = {}
+    for obj in objects:
+        x0, y0, x1, y1 = (int(round(v)) for v in obj["box"])
+        colour = PALETTE[labels.setdefault(obj["label"], len(labels)) % len(PALETTE)]
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, thick, cv2.LINE_AA)
+        track = "" if obj["track"] is None else f" #{obj['track']}"
+        text = f"{obj['label']} {obj['score']:.2f}{track}"
+        (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
+        top = max(0, y0 - th - base - 2)
+        cv2.rectangle(out, (x0, top), (x0 + tw + 4, top + th + base + 2), colour, -1)
+        cv2.putText(out, text, (x0 + 2, top + th + 1), _FONT, scale, _BLACK, 1, cv2.LINE_AA)

@@ -119,6 +119,7 @@ class DetectionEvaluation:
     """
 
     metric: ClassVar[str] = "mAP@[.5:.95]"
+    agreement_what: ClassVar[str] = "F1 of its detections against FP32's at the score threshold"
 
     labels: tuple[str, ...]
     source: str

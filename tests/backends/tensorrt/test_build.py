@@ -338,3 +338,27 @@ def test_no_cuda_memory_module(make_trt, trt_bundle, monkeypatch):
     with pytest.raises(BackendError, match="no CUDA memory module") as exc:
         build_engine(trt_bundle)
     assert "cuda-python" in exc.value.fix and "pycuda" in exc.value.fix
+
+
+def _float_node_bundle(tmp_path):
+    """A bundle whose int8-trt artifact keeps nodes in float (a detector's head, a budget)."""
+    from tests.backends.tensorrt.bundles import ARTIFACTS, SPEC
+
+    fp32 = tiny_classifier_onnx(tmp_path / "fp32.onnx", num_classes=3)
+    artifacts = {k: dict(v) for k, v in ARTIFACTS.items()}
+    artifacts["int8-trt"]["float_nodes"] = ["/head/Conv"]
+    files = {"model.fp32.onnx": fp32, "model.int8.trt.onnx": fp32}
+    return write_bundle(tmp_path / "bundle", files, SPEC, artifacts)
+
+
+def test_fp16_is_on_by_default_when_the_int8_artifact_keeps_float_nodes(
+    make_trt, cudart, tmp_path, trt_bundle
+):
+    make_trt("10.3.0")
+    bundle = _float_node_bundle(tmp_path)
+    record = build_engine(bundle)
+    assert engine_blob(record.path)["flags"] == ["FP16", "INT8"] and record.fp16_fallback
+    # no float nodes: INT8 alone, as before; an explicit False is honoured
+    assert engine_blob(build_engine(trt_bundle).path)["flags"] == ["INT8"]
+    off = build_engine(bundle, fp16_fallback=False, rebuild_if_stale=True)
+    assert engine_blob(off.path)["flags"] == ["INT8"] and not off.fp16_fallback

@@ -86,3 +86,13 @@ def test_real_qdq_model_builds_and_is_compared_with_fp32(trt, tmp_path):
 def test_no_calibration_manifest_means_no_parity(trt, trt_bundle):
     assert calibration_images(Bundle.open(trt_bundle)) == []
     assert build_engine(trt_bundle).parity is None
+
+
+def test_top_class_of_logits_and_of_a_detectors_scores():
+    from edgevision.backends.tensorrt.parity import _top_class
+
+    assert _top_class(np.array([[0.1, 0.7, 0.2]])) == 1
+    scores = np.zeros((1, 4, 3))
+    scores[0, 2, 0] = 0.9  # the best candidate (the third) is class 0
+    scores[0, 0, 2] = 0.5
+    assert _top_class(scores) == 0
