@@ -136,6 +136,7 @@ def detection_bundle(root: Path, size: tuple[int, int] = (64, 96)) -> Path:
         std=(1.0, 1.0, 1.0),
         detection={"candidates": 1},
     )
+    root.mkdir(parents=True, exist_ok=True)
     onnx_path = square_detector_onnx(root / "square.onnx", *size)
     return write_bundle(
         root / "det-bundle",

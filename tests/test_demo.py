@@ -25,6 +25,7 @@ def test_demo_end_to_end_then_reuse(tmp_path):
 
     cfg = DemoConfig(
         out=tmp_path / "demo",
+        task="classification",
         per_class=12,
         clip_seconds=3,
         epochs=1,
@@ -54,3 +55,34 @@ def test_demo_end_to_end_then_reuse(tmp_path):
     cfg.smooth = 5  # only the last stage depends on it
     third = run_demo(cfg, console)
     assert [s.reused for s in third.stages] == [True, True, True, True, False]
+
+
+@pytest.mark.slow
+def test_detection_demo_end_to_end(tmp_path):
+    from rich.console import Console
+
+    from edgevision.cli.demo import stage_table, summary_table
+
+    cfg = DemoConfig(
+        out=tmp_path / "demo",
+        scenes=40,
+        det_size="96x64",
+        clip_seconds=3,
+        epochs=1,
+        calib_size=16,
+        iterations=10,
+        budget_ms=1000.0,
+        threads=1,
+        quiet=True,
+    )
+    console = Console(record=True, width=160)
+    result = run_demo(cfg, console)
+    assert cfg.task == "detection" and [s.name for s in result.stages][-1] == "run"
+    build, run = result.stage("build"), result.stage("run")
+    assert build["accuracy"]["int8-cpu"]["metric"] == "mAP@[.5:.95]"
+    assert run["frames"] == 45 and {"mota", "idf1", "signs"} <= set(run["tracking"])
+    assert run["tracking"]["signs"] >= 1  # the clip's signs are in its ground truth
+    console.print(summary_table(result), stage_table(result))
+    text = console.export_text()
+    assert "MOTA / IDF1" in text and "test mAP@[.5:.95] int8-cpu" in text
+    assert (tmp_path / "demo" / "tracks.jsonl").is_file()

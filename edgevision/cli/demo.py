@@ -11,9 +11,12 @@ from rich.console import Console
 if TYPE_CHECKING:
     from edgevision.demo import DemoResult
 
-HELP = """Run the main job end to end on generated data: synthetic road signs and a dash-cam
-clip → fine-tune EfficientNet-Lite0 → INT8 bundle → profile FP32 vs INT8 with a budget → run
-the pipeline on the clip. Finished stages are reused on a re-run unless --fresh."""
+HELP = """Run the main job end to end on generated data. --task detection (default): road
+scenes with several signs and a dash-cam clip → fine-tune the detector on EfficientNet-Lite0 →
+INT8 bundle verified by mAP → profile FP32 vs INT8 with a budget → run on the clip with
+tracking, scored against its ground truth (MOTA, IDF1, signs with one track). --task
+classification: road-sign crops → the classifier → … → the clip's per-frame labels. Finished
+stages are reused on a re-run unless --fresh."""
 
 
 def register(app: typer.Typer) -> None:
@@ -23,8 +26,10 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for every output."),
         fresh: bool = typer.Option(False, help="Redo every stage."),
+        task: str = typer.Option("detection", help="detection or classification."),
+        scenes: int = typer.Option(600, help="Detection: synthetic road scenes."),
         epochs: int = typer.Option(20, help="Fine-tuning epochs (early stopping may end sooner)."),
-        per_class: int = typer.Option(100, help="Synthetic images per class."),
+        per_class: int = typer.Option(100, help="Classification: synthetic images per class."),
         budget_ms: float = typer.Option(25.0, help="p99 latency budget of the deployed model."),
         threads: int = typer.Option(0, help="CPU threads (0 = all cores)."),
         quiet: bool = typer.Option(False, help="Plain logs, fewer tables."),
@@ -36,6 +41,8 @@ def register(app: typer.Typer) -> None:
             console = Console(width=120)
         cfg = DemoConfig(
             out=out,
+            task=task,
+            scenes=scenes,
             fresh=fresh,
             epochs=epochs,
             per_class=per_class,
@@ -55,18 +62,29 @@ def summary_table(result: DemoResult):  # -> rich.table.Table
     train, build = result.stage("train"), result.stage("build")
     prof, run = result.stage("profile"), result.stage("run")
     acc, lat = build["accuracy"], prof["latency_ms"]
+    detection = "test_map" in train
     table = Table(title="edgevision demo: summary", show_lines=False)
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row(
-        "val / test top-1 after fine-tuning (PyTorch)",
-        f"{100 * train['val_top1']:.1f}% / {100 * train['test_top1']:.1f}%",
-    )
+    if detection:
+        table.add_row(
+            "val / test mAP@[.5:.95] (mAP@.5) after fine-tuning (PyTorch)",
+            f"{100 * train['val_map']:.1f} ({100 * train['val_map50']:.1f}) / "
+            f"{100 * train['test_map']:.1f} ({100 * train['test_map50']:.1f})",
+        )
+    else:
+        table.add_row(
+            "val / test top-1 after fine-tuning (PyTorch)",
+            f"{100 * train['val_top1']:.1f}% / {100 * train['test_top1']:.1f}%",
+        )
     for name, a in acc.items():
         extra = (
             "" if name == "fp32" else f"  (drop {a['drop']:+.2f} pts, agree {a['agreement']:.1f}%)"
         )
-        table.add_row(f"test top-1 {name} (ONNX Runtime)", f"{a['top1']:.1f}%{extra}")
+        value = f"{a['score']:.1f}" + ("%" if a["metric"] == "top-1" else "")
+        if "map50" in a:
+            value += f" (mAP@.5 {a['map50']:.1f})"
+        table.add_row(f"test {a['metric']} {name} (ONNX Runtime)", f"{value}{extra}")
     for name, s in lat.items():
         table.add_row(f"latency {name} p50 / p99", f"{s['p50']:.2f} / {s['p99']:.2f} ms")
     if "fp32" in lat and "int8-cpu" in lat:
@@ -78,7 +96,25 @@ def summary_table(result: DemoResult):  # -> rich.table.Table
         "pipeline on the clip: FPS / latency p50 / p99",
         f"{run['fps']:.1f} / {run['latency_p50_ms']:.1f} / {run['latency_p99_ms']:.1f} ms",
     )
-    table.add_row("events agreeing with the clip's ground truth", f"{100 * run['agreement']:.1f}%")
+    if detection:
+        t = run["tracking"]
+        table.add_row(
+            "NMS / tracking p99 per frame",
+            f"{run['nms_p99_ms']:.2f} / {run['track_p99_ms']:.2f} ms",
+        )
+        table.add_row("clip tracking: MOTA / IDF1", f"{t['mota']:.3f} / {t['idf1']:.3f}")
+        table.add_row(
+            "clip signs with exactly one track",
+            f"{t['signs_one_track']} of {t['signs']} ({100 * t['one_track_fraction']:.0f}%)",
+        )
+        table.add_row(
+            "tracks / switches / misses / false positives",
+            f"{run['tracks']} / {t['switches']} / {t['misses']} / {t['false_positives']}",
+        )
+    else:
+        table.add_row(
+            "events agreeing with the clip's ground truth", f"{100 * run['agreement']:.1f}%"
+        )
     for label, path in (
         ("run folder", train["run"]),
         ("bundle", build["bundle"]),

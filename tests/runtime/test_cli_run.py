@@ -214,3 +214,19 @@ def test_runs_in_a_bare_venv_without_torch(bundle, clip, tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert len(events.read_text().splitlines()) == 12
+    # a detection bundle too: NMS, the tracker and its track events, still without torch
+    from tests.helpers import detection_bundle, square_clip
+
+    det, moving = detection_bundle(tmp_path / "det"), square_clip(tmp_path / "square.mp4")
+    tracks = tmp_path / "tracks.jsonl"
+    args = [det, "--source", moving, "--events", tracks, "--threads", "1", "--quiet"]
+    run = subprocess.run(
+        [str(venv / "bin" / "edgevision"), "run", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    kinds = [json.loads(line)["event"] for line in tracks.read_text().splitlines()]
+    assert kinds == ["appeared", "left"]

@@ -39,7 +39,8 @@ FLOAT_HEAD_WHY = {
     "concentrate (Ultralytics keeps its Detect head's output convs, DFL and sigmoid in FP16); "
     "--float-head tail keeps only what follows them, --float-head none quantizes everything",
     "tail": "what follows the head's final layers (decode, sigmoid, top-K) stays in float "
-    "(--float-head tail); the final layers themselves are INT8 weights",
+    "(--float-head tail); the final layers read INT8 inputs and weights but, with nothing "
+    "quantized after them, compute and output in float",
 }
 
 

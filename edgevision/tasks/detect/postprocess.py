@@ -17,30 +17,43 @@ from edgevision.tasks.detect.geometry import box_transform
 from edgevision.tasks.detect.metrics import Detections
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int | None = None
+) -> np.ndarray:
     """Greedy NMS: indices of the kept boxes, highest score first (torchvision's semantics:
-    a box is dropped when its IoU with a kept, higher-scoring box is above the threshold)."""
+    a box is dropped when its IoU with a kept, higher-scoring box is above the threshold).
+
+    The IoU of every pair is computed at once (a few hundred candidates: one small matrix);
+    the greedy pass then only reads rows. ``limit`` stops after that many kept boxes.
+    """
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     order = np.argsort(-np.asarray(scores, dtype=np.float32), kind="stable")
-    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    b = boxes[order]
+    area = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    wh = np.minimum(b[:, None, 2:], b[None, :, 2:]) - np.maximum(b[:, None, :2], b[None, :, :2])
+    inter = wh.clip(0).prod(axis=2)
+    union = area[:, None] + area[None, :] - inter
+    over = inter > iou_threshold * union  # IoU > threshold, without dividing (union >= 0)
+    over &= union > 0
+    n = len(order)
+    removed = np.zeros(n, dtype=bool)
     keep: list[int] = []
-    while order.size:
-        i = int(order[0])
+    for i in range(n):
+        if removed[i]:
+            continue
         keep.append(i)
-        rest = order[1:]
-        x0 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        y0 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        x1 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        y1 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        inter = (x1 - x0).clip(0) * (y1 - y0).clip(0)
-        union = area[i] + area[rest] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
+        if limit is not None and len(keep) >= limit:
+            break
+        removed |= over[i]
+    return order[np.asarray(keep, dtype=np.int64)]
 
 
 def batched_nms(
-    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou_threshold: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    iou_threshold: float,
+    limit: int | None = None,
 ) -> np.ndarray:
     """Class-aware NMS: boxes of different labels never suppress each other."""
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
@@ -48,7 +61,7 @@ def batched_nms(
         return np.zeros(0, dtype=np.int64)
     # torchvision's trick: move each class to its own region of the plane
     offset = np.asarray(labels, dtype=np.float32)[:, None] * (float(boxes.max()) + 1.0)
-    return nms(boxes + offset, scores, iou_threshold)
+    return nms(boxes + offset, scores, iou_threshold, limit)
 
 
 def postprocess(
@@ -69,6 +82,6 @@ def postprocess(
     scores = np.asarray(scores, dtype=np.float32).reshape(boxes.shape[0], -1)
     cand, label = np.nonzero(scores > threshold)
     b, s = boxes[cand], scores[cand, label]
-    keep = batched_nms(b, s, label, options.iou_threshold)[: options.max_detections]
+    keep = batched_nms(b, s, label, options.iou_threshold, options.max_detections)
     to_frame = box_transform(spec, *frame_size).to_frame
     return Detections(to_frame(b[keep]), s[keep], label[keep].astype(np.int64))

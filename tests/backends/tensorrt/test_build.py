@@ -344,11 +344,13 @@ def _float_node_bundle(tmp_path):
     """A bundle whose int8-trt artifact keeps nodes in float (a detector's head, a budget)."""
     from tests.backends.tensorrt.bundles import ARTIFACTS, SPEC
 
-    fp32 = tiny_classifier_onnx(tmp_path / "fp32.onnx", num_classes=3)
+    root = tmp_path / "float-nodes"
+    root.mkdir()
+    fp32 = tiny_classifier_onnx(root / "fp32.onnx", num_classes=3)
     artifacts = {k: dict(v) for k, v in ARTIFACTS.items()}
     artifacts["int8-trt"]["float_nodes"] = ["/head/Conv"]
     files = {"model.fp32.onnx": fp32, "model.int8.trt.onnx": fp32}
-    return write_bundle(tmp_path / "bundle", files, SPEC, artifacts)
+    return write_bundle(root / "bundle", files, SPEC, artifacts)
 
 
 def test_fp16_is_on_by_default_when_the_int8_artifact_keeps_float_nodes(

@@ -304,7 +304,7 @@ def test_config_errors_name_the_field_and_a_good_value(kwargs, field):
 
 def test_defaults_are_valid_and_frozen():
     cfg = TrackerConfig()
-    assert (cfg.high_threshold, cfg.low_threshold, cfg.new_track_threshold) == (0.5, 0.1, 0.6)
+    assert (cfg.high_threshold, cfg.low_threshold, cfg.new_track_threshold) == (0.5, 0.2, 0.6)
     assert (cfg.match_iou, cfg.low_match_iou, cfg.min_hits, cfg.max_age_s) == (0.3, 0.5, 2, 1.0)
     with pytest.raises(AttributeError):
         cfg.min_hits = 3  # type: ignore[misc]
