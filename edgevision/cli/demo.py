@@ -30,7 +30,9 @@ def register(app: typer.Typer) -> None:
         scenes: int = typer.Option(600, help="Detection: synthetic road scenes."),
         epochs: int = typer.Option(20, help="Fine-tuning epochs (early stopping may end sooner)."),
         per_class: int = typer.Option(100, help="Classification: synthetic images per class."),
-        budget_ms: float = typer.Option(25.0, help="p99 latency budget of the deployed model."),
+        budget_ms: float | None = typer.Option(
+            None, help="p99 latency budget of the deployed model (default 50 ms; 25 classifier)."
+        ),
         threads: int = typer.Option(0, help="CPU threads (0 = all cores)."),
         quiet: bool = typer.Option(False, help="Plain logs, fewer tables."),
     ) -> None:

@@ -247,6 +247,18 @@ class Track:
         )
 
 
+def _predict_all(tracks: Sequence[Track], t: float) -> np.ndarray:
+    """Every track's ``(cx, cy, w, h)`` predicted to ``t``, as one ``(N, 4)`` array."""
+    if not tracks:
+        return np.zeros((0, 4))
+    state = np.array([tr.state for tr in tracks])
+    velocity = np.array([tr.velocity for tr in tracks])
+    dt = np.maximum(t - np.array([tr.last_seen for tr in tracks]), 0.0)
+    out = state + velocity * dt[:, None]
+    out[:, 2:] = np.maximum(out[:, 2:], MIN_SIZE)
+    return out
+
+
 def _cxcywh(boxes: np.ndarray) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float64)
     size = boxes[..., 2:] - boxes[..., :2]
@@ -325,7 +337,7 @@ class Tracker:
         left = [tr for tr in self._live if t - tr.last_seen > cfg.max_age_s and tr.confirmed]
         self._live = [tr for tr in self._live if t - tr.last_seen <= cfg.max_age_s]
 
-        predicted = np.array([tr._predict_state(t) for tr in self._live]).reshape(-1, 4)
+        predicted = _predict_all(self._live, t)
         track_boxes = _xyxy(predicted)
         track_labels = np.array([tr.label for tr in self._live], dtype=np.int64)
 
@@ -436,22 +448,30 @@ class Tracker:
         return pairs
 
     def _correct(self, tr: Track, box: np.ndarray, score: float, label: int, t: float) -> None:
-        """The alpha-beta update of ``tr`` with a detection at ``t``."""
+        """The alpha-beta update of ``tr`` with a detection at ``t``.
+
+        Four numbers a track: plain floats here (numpy's per-call cost on 4-vectors was most
+        of an update's time)."""
         cfg = self.config
-        z = _cxcywh(box)
+        x0, y0, x1, y1 = box.tolist()
+        z = (0.5 * (x0 + x1), 0.5 * (y0 + y1), x1 - x0, y1 - y0)
+        state, velocity = tr.state.tolist(), tr.velocity.tolist()
         dt = t - tr.last_seen
         n = tr.hits + 1  # this measurement's index, 2 for the first update of a fresh track
         g = max(cfg.position_gain, 2.0 * (2 * n - 1) / (n * (n + 1)))
         h = max(cfg.velocity_gain, 6.0 / (n * (n + 1)))
         if dt > _MIN_DT:
-            pred = tr.state + tr.velocity * dt
-            residual = z - pred
-            tr.state = pred + g * residual
-            tr.velocity = tr.velocity + h * residual / dt
+            pred = [s + v * dt for s, v in zip(state, velocity, strict=True)]
+            residual = [zi - p for zi, p in zip(z, pred, strict=True)]
+            state = [p + g * r for p, r in zip(pred, residual, strict=True)]
+            velocity = [v + h * r / dt for v, r in zip(velocity, residual, strict=True)]
+            tr.velocity = np.array(velocity)
         else:  # same capture time: no motion to estimate
-            tr.state = tr.state + g * (z - tr.state)
-        tr.state[2:] = np.maximum(tr.state[2:], MIN_SIZE)
-        tr.box = _xyxy(tr.state)
+            state = [s + g * (zi - s) for s, zi in zip(state, z, strict=True)]
+        cx, cy = state[0], state[1]
+        w, hgt = max(state[2], MIN_SIZE), max(state[3], MIN_SIZE)
+        tr.state = np.array([cx, cy, w, hgt])
+        tr.box = np.array([cx - w / 2, cy - hgt / 2, cx + w / 2, cy + hgt / 2])
         tr.last_seen = t
         tr.hits += 1
         tr.score = score
