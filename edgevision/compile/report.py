@@ -14,6 +14,15 @@ PLOT = "accuracy_per_class.png"
 
 def plot_per_class(evaluation: Evaluation, out: str | os.PathLike[str]) -> Path:
     """Grouped bars: top-1 per class for FP32 and each INT8 artifact (matplotlib, Agg)."""
+    title = f"Top-1 per class, {evaluation.n} images ({evaluation.source})"
+    return plot_per_class_bars(evaluation, "top-1 (%)", title, out)
+
+
+def plot_per_class_bars(
+    evaluation: Any, ylabel: str, title: str, out: str | os.PathLike[str]
+) -> Path:
+    """Grouped bars of ``evaluation.per_class(name)`` (percent per label, None drawn as 0) for
+    every model it compared, FP32 first: the report's per-class PNG of any task."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,9 +38,9 @@ def plot_per_class(evaluation: Evaluation, out: str | os.PathLike[str]) -> Path:
         values = [v if v is not None else 0.0 for v in evaluation.per_class(name).values()]
         ax.bar(x + (i - (len(names) - 1) / 2) * width, values, width, label=name)
     ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("top-1 (%)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 105)
-    ax.set_title(f"Top-1 per class, {evaluation.n} images ({evaluation.source})", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     out = Path(out)

@@ -450,32 +450,10 @@ def _decoded(
 
 def plot_ap_per_class(evaluation: DetectionEvaluation, out: str | os.PathLike[str]) -> Path:
     """Grouped bars: AP@[.5:.95] per class for FP32 and each INT8 artifact (matplotlib, Agg)."""
-    import matplotlib
+    from edgevision.compile.report import plot_per_class_bars
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(evaluation.labels)
-    names = list(evaluation.predictions)
-    width = 0.8 / max(1, len(names))
-    x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(labels) + 2), 3.6), dpi=100)
-    for i, name in enumerate(names):
-        values = [v if v is not None else 0.0 for v in evaluation.per_class(name).values()]
-        ax.bar(x + (i - (len(names) - 1) / 2) * width, values, width, label=name)
-    ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel("AP@[.5:.95] (%)")
-    ax.set_ylim(0, 105)
-    ax.set_title(
-        f"AP per class, {evaluation.n} images, {evaluation.boxes} boxes ({evaluation.source})",
-        fontsize=9,
-    )
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    title = f"AP per class, {evaluation.n} images, {evaluation.boxes} boxes ({evaluation.source})"
+    return plot_per_class_bars(evaluation, "AP@[.5:.95] (%)", title, out)
 
 
 __all__ = [
