@@ -148,25 +148,39 @@ def _shape_text(shape: tuple[int | str | None, ...]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def onnx_io(path: Path) -> tuple[int, tuple[int | None, ...]]:
-    """The class count of an ONNX classifier's single output and its single input's shape."""
+def load_user_onnx(
+    path: Path, what: str = "ONNX model", fix: str = "export the model again (opset 17)"
+) -> Any:
+    """A user's ONNX file as an ``onnx.ModelProto`` (external data not loaded), refused with
+    `BuildError` when it is missing, empty, unreadable, graph-less or older than `MIN_OPSET`.
+    ``what`` names the file in the messages, ``fix`` says how to make a good one."""
     import onnx
 
+    if not path.is_file():
+        raise BuildError(f"{what} {path} does not exist or is not a file", fix)
     if path.stat().st_size == 0:
         raise BuildError(
-            f"ONNX model {path} is empty (0 bytes)",
+            f"{what} {path} is empty (0 bytes)",
             "the export or copy did not finish: export the model again",
         )
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends
-        raise BuildError(f"{path} is not a readable ONNX model: {exc}") from None
+        raise BuildError(f"{path} is not a readable ONNX model: {exc}", fix) from None
+    if not model.HasField("graph") or model.ir_version == 0:
+        raise BuildError(f"{path} is not a readable ONNX model (no graph or IR version in it)", fix)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise BuildError(
-            f"ONNX model {path} has opset {opset}; per-channel Q/DQ needs opset >= {MIN_OPSET}",
+            f"{what} {path} has opset {opset}; per-channel Q/DQ needs opset >= {MIN_OPSET}",
             "re-export the model with opset 17",
         )
+    return model
+
+
+def onnx_io(path: Path) -> tuple[int, tuple[int | None, ...]]:
+    """The class count of an ONNX classifier's single output and its single input's shape."""
+    model = load_user_onnx(path)
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1 or len(model.graph.output) != 1:

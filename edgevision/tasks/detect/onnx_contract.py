@@ -76,38 +76,6 @@ def _fixed(d: Dim) -> bool:
     return isinstance(d, int)
 
 
-def _load(path: Path) -> onnx.ModelProto:
-    import onnx
-
-    if not path.is_file():
-        raise BuildError(
-            f"detector ONNX {path} does not exist or is not a file",
-            "give the path of the exported .onnx file",
-        )
-    if path.stat().st_size == 0:
-        raise BuildError(
-            f"detector ONNX {path} is empty (0 bytes)",
-            "the export or copy did not finish: export the model again",
-        )
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends
-        raise BuildError(
-            f"{path} is not a readable ONNX model: {exc}",
-            "export the detector again with torch.onnx.export (opset 17)",
-        ) from None
-    if not model.HasField("graph") or model.ir_version == 0:
-        raise BuildError(
-            f"{path} is not a readable ONNX model (no graph or IR version in it)",
-            "export the detector again with torch.onnx.export (opset 17)",
-        )
-    return model
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
 def _inferred_outputs(
     model: onnx.ModelProto, input_name: str, spec: ModelSpec
 ) -> dict[str, tuple[Dim, ...] | None]:
@@ -182,16 +150,11 @@ def check_detector_onnx(path: Path, spec: ModelSpec) -> DetectorIO:
     A fixed input height/width that differs from the spec raises `SpecError` (as for a
     classifier, `edgevision.compile.source.check_input_shape`).
     """
-    from edgevision.compile.source import MIN_OPSET, check_input_shape
+    from edgevision.compile.source import check_input_shape, load_user_onnx
 
     path = Path(path)
-    model = _load(path)
-    opset = _opset(model)
-    if opset < MIN_OPSET:
-        raise BuildError(
-            f"detector ONNX {path} has opset {opset}; per-channel Q/DQ needs opset >= {MIN_OPSET}",
-            "re-export the model with opset 17",
-        )
+    fix = "export the detector again with torch.onnx.export (opset 17)"
+    model = load_user_onnx(path, "detector ONNX", fix)
     graph = model.graph
     classes = len(spec.labels)
     input_name, in_dims = _check_input(path, graph, spec)
