@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REFERENCE = "fp32"
+T = TypeVar("T")
 
 
 @dataclass
@@ -171,7 +172,7 @@ def evaluate(
         eval_set.items[i : i + batch_size] for i in range(0, len(eval_set.items), batch_size)
     ]
     try:
-        for frames, labels in track(_decoded(batches, skipped), len(batches), "evaluate"):
+        for frames, labels in track(decode_batches(batches, skipped), len(batches), "evaluate"):
             x = preprocess_batch(frames, spec)
             for name, runner in zip(names, runners, strict=True):
                 preds[name].append(next(iter(runner.infer(x).values())).argmax(axis=1))
@@ -191,9 +192,11 @@ def evaluate(
     )
 
 
-def _decoded(
-    batches: Sequence[list[tuple[Path, int]]], skipped: list[dict[str, str]]
-) -> Iterator[tuple[list[np.ndarray], list[int]]]:
+def decode_batches(
+    batches: Sequence[list[tuple[Path, T]]], skipped: list[dict[str, str]]
+) -> Iterator[tuple[list[np.ndarray], list[T]]]:
+    """Each batch of ``(path, label)`` as decoded frames and their labels (any label type: a
+    class index, a detector's `Truth`); unreadable files go to ``skipped``, empty batches too."""
     for batch in batches:
         frames, labels = [], []
         for path, label in batch:

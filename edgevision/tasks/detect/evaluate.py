@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from edgevision.compile.evaluate import decode_batches
 from edgevision.compile.progress import Tracker, silent
 from edgevision.data.detection import DetectionSample, is_detection_dataset, scan_detection
-from edgevision.data.images import read_image
-from edgevision.errors import BuildError, CorruptImageError, DataError
+from edgevision.errors import BuildError, DataError
 from edgevision.preprocess import preprocess_batch
 from edgevision.spec import ModelSpec
 from edgevision.tasks.detect.metrics import Detections, Truth, _match_image, coco_map
@@ -392,7 +392,9 @@ def evaluate_detection(
         eval_set.items[i : i + batch_size] for i in range(0, len(eval_set.items), batch_size)
     ]
     try:
-        for frames, batch_truths in track(_decoded(batches, skipped), len(batches), "evaluate"):
+        for frames, batch_truths in track(
+            decode_batches(batches, skipped), len(batches), "evaluate"
+        ):
             x = preprocess_batch(frames, spec)
             sizes = [(f.shape[1], f.shape[0]) for f in frames]
             for name, runner in zip(names, runners, strict=True):
@@ -431,21 +433,6 @@ def evaluate_detection(
         skipped,
         reference,
     )
-
-
-def _decoded(
-    batches: Sequence[list[tuple[Path, Truth]]], skipped: list[dict[str, str]]
-) -> Iterator[tuple[list[np.ndarray], list[Truth]]]:
-    for batch in batches:
-        frames, truths = [], []
-        for path, truth in batch:
-            try:
-                frames.append(read_image(path))
-                truths.append(truth)
-            except CorruptImageError as exc:
-                skipped.append({"path": str(path), "reason": exc.message})
-        if frames:
-            yield frames, truths
 
 
 def plot_ap_per_class(evaluation: DetectionEvaluation, out: str | os.PathLike[str]) -> Path:
