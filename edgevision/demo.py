@@ -91,39 +91,18 @@ StageFn = Callable[[DemoConfig, Console, dict[str, dict[str, Any]]], tuple[list[
 def stage_data(cfg: DemoConfig, console: Console, _: dict) -> tuple[list[Path], dict]:
     """The synthetic road-sign dataset and the dash-cam clip with its ground truth."""
     from edgevision.data.synth import CLASSES, generate_dataset
-    from edgevision.data.video import write_video
 
     data = generate_dataset(
         cfg.out / "data", per_class=cfg.per_class, seed=cfg.seed, size=cfg.image_size
     )
-    clip = write_video(
-        cfg.out / "clip.mp4",
-        seconds=cfg.clip_seconds,
-        fps=cfg.clip_fps,
-        size=cfg.clip_size,
-        seed=cfg.seed,
-    )
+    clip = _clip(cfg)
     images = len(CLASSES) * cfg.per_class
     return [data, clip], {"data": str(data), "clip": str(clip), "images": images}
 
 
 def stage_train(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Path], dict]:
     """Fine-tune the shipped EfficientNet-Lite0 on the road signs."""
-    from edgevision.train import TrainConfig, train
-
-    result = train(
-        TrainConfig(
-            data=done["data"]["data"],
-            out=str(cfg.out / "run"),
-            size=cfg.train_size,
-            epochs=cfg.epochs,
-            freeze=cfg.freeze,
-            seed=cfg.seed,
-            threads=cfg.threads or None,
-            overwrite=True,
-            quiet=cfg.quiet,
-        )
-    )
+    result = _train(cfg, done, size=cfg.train_size)
     return [result.best_checkpoint], {
         "run": str(result.run_dir),
         "val_top1": result.val_top1,
@@ -132,6 +111,39 @@ def stage_train(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Pat
         "best_epoch": result.best_epoch,
         "skipped_images": len(result.skipped),
     }
+
+
+def _clip(cfg: DemoConfig) -> Path:
+    """The dash-cam clip (with its ``<clip>.json`` ground truth) both tasks run on."""
+    from edgevision.data.video import write_video
+
+    return write_video(
+        cfg.out / "clip.mp4",
+        seconds=cfg.clip_seconds,
+        fps=cfg.clip_fps,
+        size=cfg.clip_size,
+        seed=cfg.seed,
+    )
+
+
+def _train(cfg: DemoConfig, done: dict, **task_options: Any) -> Any:
+    """`edgevision train` on the data stage's dataset into ``OUT/run``; ``task_options``: what
+    differs per task (``size``, ``task``)."""
+    from edgevision.train import TrainConfig, train
+
+    return train(
+        TrainConfig(
+            data=done["data"]["data"],
+            out=str(cfg.out / "run"),
+            epochs=cfg.epochs,
+            freeze=cfg.freeze,
+            seed=cfg.seed,
+            threads=cfg.threads or None,
+            overwrite=True,
+            quiet=cfg.quiet,
+            **task_options,
+        )
+    )
 
 
 def stage_build(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Path], dict]:
@@ -256,39 +268,17 @@ def clip_agreement(events_path: Path, truth: dict[str, Any]) -> float:
 def stage_data_detection(cfg: DemoConfig, console: Console, _: dict) -> tuple[list[Path], dict]:
     """Road scenes with 0-5 signs each (COCO JSON) and the dash-cam clip with every sign's box."""
     from edgevision.data.synth_detect import generate_detection_dataset
-    from edgevision.data.video import write_video
 
     data = generate_detection_dataset(
         cfg.out / "scenes", images=cfg.scenes, seed=cfg.seed, progress=not cfg.quiet
     )
-    clip = write_video(
-        cfg.out / "clip.mp4",
-        seconds=cfg.clip_seconds,
-        fps=cfg.clip_fps,
-        size=cfg.clip_size,
-        seed=cfg.seed,
-    )
+    clip = _clip(cfg)
     return [data, clip], {"data": str(data), "clip": str(clip), "images": cfg.scenes}
 
 
 def stage_train_detection(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Path], dict]:
     """Fine-tune the detector (the shipped EfficientNet-Lite0 backbone) on the scenes."""
-    from edgevision.train import TrainConfig, train
-
-    result = train(
-        TrainConfig(
-            data=done["data"]["data"],
-            out=str(cfg.out / "run"),
-            task="detection",
-            size=cfg.det_size,
-            epochs=cfg.epochs,
-            freeze=cfg.freeze,
-            seed=cfg.seed,
-            threads=cfg.threads or None,
-            overwrite=True,
-            quiet=cfg.quiet,
-        )
-    )
+    result = _train(cfg, done, task="detection", size=cfg.det_size)
     m = result.metrics
     return [result.best_checkpoint], {
         "run": str(result.run_dir),
