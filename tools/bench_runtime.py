@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.helpers (the tiny classifier builder)
 
 GOALS = {"throughput_ratio": 0.90, "latency_p99_extra_ms": 10.0, "peak_rss_mb": 250.0,
-         "first_result_s": 2.0}  # fmt: skip
+         "first_result_s": 2.0, "nms_tracking_p99_ms": 1.0}  # fmt: skip
 
 
 # -- the model ------------------------------------------------------------------------------
@@ -197,6 +197,62 @@ def pipeline_live(bundle: Path, threads: int, frames: int, fps: float) -> dict[s
     return out
 
 
+def nms_tracking(bundle: Path, clip: Path, threads: int, rounds: int) -> dict[str, Any]:
+    """A detector's per-frame NMS + tracking (one `DetectionHead` call), replayed on the model's
+    outputs for every frame of ``clip``: as the model gave them, and with every one of the K
+    candidates lifted above the NMS threshold (the worst case the goal is set at).
+
+    Replayed in one thread with nothing else running, so the figure is the work itself; the
+    live pipeline's stage times beside it also hold the waits for the GIL.
+    """
+    import numpy as np
+
+    from edgevision.backends.select import create_runner
+    from edgevision.bundle import Bundle
+    from edgevision.preprocess import preprocess
+    from edgevision.runtime import EndOfSource, open_source
+    from edgevision.runtime.detect import DetectionHead
+
+    b = Bundle.open(bundle)
+    frames: list[tuple[dict[str, Any], tuple[int, int]]] = []
+    with create_runner(b, threads=threads) as runner, open_source(clip) as src:
+        try:
+            while True:
+                frame = src.read()
+                out = {k: np.array(v) for k, v in runner.infer(preprocess(frame, b.spec)).items()}
+                frames.append((out, (frame.shape[1], frame.shape[0])))
+        except EndOfSource:
+            pass
+    floor = DetectionHead(b.spec).nms_threshold + 0.05
+    worst = []
+    for out, size in frames:
+        scores = out[b.spec.detection.outputs[1]].copy()
+        best = scores.argmax(axis=2)
+        rows = np.arange(scores.shape[1])
+        scores[0, rows, best[0]] = np.maximum(scores[0, rows, best[0]], floor)
+        worst.append(({**out, b.spec.detection.outputs[1]: scores}, size))
+    cases = {"clip": frames, "all_candidates": worst}
+    ms: dict[str, list[float]] = {name: [] for name in cases}
+    objects: dict[str, list[int]] = {name: [] for name in cases}
+    for _ in range(rounds):  # the two cases alternate, so noise hits both
+        for name, replay in cases.items():
+            head = DetectionHead(b.spec)
+            for i, (out, size) in enumerate(replay):
+                t0 = time.perf_counter()
+                result = head(out, size, i / 30)
+                ms[name].append((time.perf_counter() - t0) * 1000)
+                objects[name].append(len(result.objects))
+    k = b.spec.detection.candidates
+    r: dict[str, Any] = {"frames": len(frames), "rounds": rounds, "candidates": k}
+    for name in cases:
+        r[name] = {
+            "p50_ms": float(np.percentile(ms[name], 50)),
+            "p99_ms": float(np.percentile(ms[name], 99)),
+            "objects_per_frame": float(np.mean(objects[name])),
+        }
+    return r
+
+
 def interleaved(bundle: Path, clip: Path, threads: int, rounds: int) -> dict[str, Any]:
     """Bare runner, pipeline (default CPU plan, and never pinned) and sequential loop, one pass
     each per round, ``rounds`` times.
@@ -301,9 +357,17 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
          f"<= {GOALS['first_result_s']:.0f} s",
          r["startup"]["first_result_s"] <= GOALS["first_result_s"]),
     ]  # fmt: skip
-    if "nms_track_p99_ms" in r["live"]:
-        ms = r["live"]["nms_track_p99_ms"]
-        out.append(("NMS + tracking p99 per frame", f"{ms:.2f} ms", "<= 1 ms", ms <= 1.0))
+    if "nms_tracking" in r:
+        ms = r["nms_tracking"]["all_candidates"]["p99_ms"]
+        k = r["nms_tracking"]["candidates"]
+        out.append(
+            (
+                f"NMS + tracking p99 per frame, {k} candidates",
+                f"{ms:.2f} ms",
+                "<= 1 ms",
+                ms <= GOALS["nms_tracking_p99_ms"],
+            )
+        )
     return out
 
 
@@ -334,7 +398,17 @@ def print_report(r: dict[str, Any]) -> None:
     if "nms_track_p99_ms" in r["live"]:
         live = r["live"]
         value = f"{live['nms_track_p50_ms']:.3f} / {live['nms_track_p99_ms']:.3f}"
-        rows.append(("live NMS + tracking p50 / p99 ms (detector)", value))
+        rows.append(("live NMS + tracking p50 / p99 ms (detector, with GIL waits)", value))
+    if "nms_tracking" in r:
+        for name, what in (("clip", "the clip's outputs"), ("all_candidates", "all K above")):
+            x = r["nms_tracking"][name]
+            rows.append(
+                (
+                    f"replayed NMS + tracking p50 / p99 ms ({what})",
+                    f"{x['p50_ms']:.3f} / {x['p99_ms']:.3f}, "
+                    f"{x['objects_per_frame']:.1f} objects/frame",
+                )
+            )
     for row in rows:
         detail.add_row(*row)
     console.print(detail)
@@ -356,8 +430,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--live-frames", type=int, default=60)
     parser.add_argument("--live-fps", type=float, default=15.0)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--clip",
+        type=Path,
+        default=None,
+        help="a detector's replay clip (default: the generated one)",
+    )
     args = parser.parse_args(argv)
 
+    from edgevision.bundle import Bundle
     from edgevision.data.video import write_video
     from edgevision.fileio import atomic_write_json
 
@@ -368,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         r: dict[str, Any] = {"model": str(args.bundle or args.model), "threads": args.threads}
         r.update(interleaved(bundle, clip, args.threads, args.rounds))
         r["live"] = pipeline_live(bundle, args.threads, args.live_frames, args.live_fps)
+        if Bundle.open(bundle).spec.task == "detection":
+            r["nms_tracking"] = nms_tracking(bundle, args.clip or clip, args.threads, args.rounds)
         r["rss"] = peak_rss(bundle, clip, args.threads, tmp)
         r["startup"] = first_result(bundle, args.threads, tmp, tries=3)
     r["goals"] = {name: {"measured": v, "goal": g, "met": ok} for name, v, g, ok in verdicts(r)}

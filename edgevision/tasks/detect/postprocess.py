@@ -10,6 +10,8 @@ evaluation uses `torchvision.ops.batched_nms` for the same step; the tests hold 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from edgevision.spec import ModelSpec
@@ -23,29 +25,39 @@ def nms(
     """Greedy NMS: indices of the kept boxes, highest score first (torchvision's semantics:
     a box is dropped when its IoU with a kept, higher-scoring box is above the threshold).
 
-    The IoU of every pair is computed at once (a few hundred candidates: one small matrix);
-    the greedy pass then only reads rows. ``limit`` stops after that many kept boxes.
+    The IoU of every pair is computed at once (a hundred candidates: one small matrix). The
+    greedy pass is then resolved a round at a time instead of a box at a time: a box is *kept*
+    once no higher-scoring box that may still survive overlaps it, and *dropped* once a kept
+    box does. Each round settles at least the first open box, so the result is exactly the
+    sequential greedy one, in as many rounds as the longest chain of suppressions (two or
+    three on real frames, not one per kept box). ``limit`` keeps the first that many.
     """
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     order = np.argsort(-np.asarray(scores, dtype=np.float32), kind="stable")
-    b = boxes[order]
-    area = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    wh = np.minimum(b[:, None, 2:], b[None, :, 2:]) - np.maximum(b[:, None, :2], b[None, :, :2])
-    inter = wh.clip(0).prod(axis=2)
-    union = area[:, None] + area[None, :] - inter
-    over = inter > iou_threshold * union  # IoU > threshold, without dividing (union >= 0)
-    over &= union > 0
-    n = len(order)
-    removed = np.zeros(n, dtype=bool)
-    keep: list[int] = []
-    for i in range(n):
-        if removed[i]:
-            continue
-        keep.append(i)
-        if limit is not None and len(keep) >= limit:
-            break
-        removed |= over[i]
-    return order[np.asarray(keep, dtype=np.int64)]
+    x0, y0, x1, y1 = boxes[order].T
+    area = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
+    iw = np.maximum(np.minimum(x1[:, None], x1) - np.maximum(x0[:, None], x0), 0)
+    ih = np.maximum(np.minimum(y1[:, None], y1) - np.maximum(y0[:, None], y0), 0)
+    inter = iw * ih
+    union = area[:, None] + area - inter
+    # over[i, j]: higher-scoring box i suppresses j (IoU > threshold, without dividing;
+    # an empty union overlaps nothing)
+    over = (inter > iou_threshold * union) & (union > 0) & _later(len(order))
+    open_ = np.ones(len(order), dtype=bool)
+    kept = np.zeros(len(order), dtype=bool)
+    while open_.any():
+        settled = open_ & ~over[open_ | kept].any(axis=0)  # nothing left that may drop it
+        kept |= settled
+        open_ &= ~settled & ~over[kept].any(axis=0)
+    return order[np.flatnonzero(kept)[:limit]]
+
+
+@functools.lru_cache(maxsize=32)
+def _later(n: int) -> np.ndarray:
+    """``[i, j]`` True where ``j > i`` (read-only; cached: a frame's candidate count repeats)."""
+    mask = np.triu(np.ones((n, n), dtype=bool), 1)
+    mask.flags.writeable = False
+    return mask
 
 
 def batched_nms(

@@ -230,21 +230,11 @@ class Track:
         return state
 
     def _snapshot(self) -> Track:
-        return Track(
-            id=self.id,
-            box=self.box.copy(),
-            first_seen=self.first_seen,
-            last_seen=self.last_seen,
-            hits=self.hits,
-            score=self.score,
-            best_score=self.best_score,
-            best_box=self.best_box.copy(),
-            best_time=self.best_time,
-            velocity=self.velocity.copy(),
-            matched=self.matched,
-            label_scores=dict(self.label_scores),
-            state=self.state.copy(),
-        )
+        # The tracker replaces a track's arrays, never writes into them: sharing is safe.
+        copy = object.__new__(Track)
+        copy.__dict__.update(self.__dict__)
+        copy.label_scores = dict(self.label_scores)
+        return copy
 
 
 def _predict_all(tracks: Sequence[Track], t: float) -> np.ndarray:
@@ -339,7 +329,9 @@ class Tracker:
 
         predicted = _predict_all(self._live, t)
         track_boxes = _xyxy(predicted)
-        track_labels = np.array([tr.label for tr in self._live], dtype=np.int64)
+        track_labels = (
+            np.array([tr.label for tr in self._live], dtype=np.int64) if cfg.class_aware else None
+        )
 
         # 2. Round 1: high detections vs every live track.
         high = np.flatnonzero(scores >= cfg.high_threshold)
@@ -361,11 +353,10 @@ class Tracker:
         appeared: list[Track] = []
         matched_det = {di: ti for ti, di in pairs}
         matched_track = {ti: di for ti, di in pairs}
+        self._correct([(self._live[ti], di) for ti, di in pairs], boxes, scores, labels, t)
         survivors: list[Track] = []
         for ti, tr in enumerate(self._live):
             if ti in matched_track:
-                di = matched_track[ti]
-                self._correct(tr, boxes[di], float(scores[di]), int(labels[di]), t)
                 if not tr.confirmed and tr.hits >= cfg.min_hits:
                     self._confirm(tr, appeared)
                 survivors.append(tr)
@@ -420,7 +411,7 @@ class Tracker:
     def _greedy(
         self,
         track_boxes: np.ndarray,
-        track_labels: np.ndarray,
+        track_labels: np.ndarray | None,
         tracks: np.ndarray,
         boxes: np.ndarray,
         labels: np.ndarray,
@@ -431,9 +422,14 @@ class Tracker:
         if not len(tracks) or not len(dets):
             return []
         iou = box_iou(track_boxes[tracks], boxes[dets])
-        if self.config.class_aware:
+        if track_labels is not None:  # class-aware
             iou = np.where(track_labels[tracks][:, None] == labels[dets][None, :], iou, -1.0)
         rows, cols = np.nonzero(iou >= min_iou)
+        if len(np.unique(rows)) == len(rows) and len(np.unique(cols)) == len(cols):
+            # No track and no detection in two candidate pairs (separate objects, the usual
+            # frame): every pair is in the greedy answer; keep its order.
+            order = np.lexsort((dets[cols], tracks[rows], -iou[rows, cols]))
+            return [(int(tracks[rows[k]]), int(dets[cols[k]])) for k in order]
         # Descending IoU; ties: older track (lower index), then lower detection index.
         order = np.lexsort((dets[cols], tracks[rows], -iou[rows, cols]))
         pairs: list[tuple[int, int]] = []
@@ -447,38 +443,57 @@ class Tracker:
                 pairs.append((ti, di))
         return pairs
 
-    def _correct(self, tr: Track, box: np.ndarray, score: float, label: int, t: float) -> None:
-        """The alpha-beta update of ``tr`` with a detection at ``t``.
+    def _correct(
+        self,
+        matches: list[tuple[Track, int]],
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        labels: np.ndarray,
+        t: float,
+    ) -> None:
+        """The alpha-beta update at ``t`` of every matched (track, detection index) pair.
 
-        Four numbers a track: plain floats here (numpy's per-call cost on 4-vectors was most
-        of an update's time)."""
+        All tracks at once in numpy (per track, numpy's per-call cost on 4-vectors was most of
+        an update's time); only the bookkeeping loops. The arrays a track holds are replaced,
+        never written into, so snapshots may share them."""
+        if not matches:
+            return
         cfg = self.config
-        x0, y0, x1, y1 = box.tolist()
-        z = (0.5 * (x0 + x1), 0.5 * (y0 + y1), x1 - x0, y1 - y0)
-        state, velocity = tr.state.tolist(), tr.velocity.tolist()
-        dt = t - tr.last_seen
-        n = tr.hits + 1  # this measurement's index, 2 for the first update of a fresh track
-        g = max(cfg.position_gain, 2.0 * (2 * n - 1) / (n * (n + 1)))
-        h = max(cfg.velocity_gain, 6.0 / (n * (n + 1)))
-        if dt > _MIN_DT:
-            pred = [s + v * dt for s, v in zip(state, velocity, strict=True)]
-            residual = [zi - p for zi, p in zip(z, pred, strict=True)]
-            state = [p + g * r for p, r in zip(pred, residual, strict=True)]
-            velocity = [v + h * r / dt for v, r in zip(velocity, residual, strict=True)]
-            tr.velocity = np.array(velocity)
-        else:  # same capture time: no motion to estimate
-            state = [s + g * (zi - s) for s, zi in zip(state, z, strict=True)]
-        cx, cy = state[0], state[1]
-        w, hgt = max(state[2], MIN_SIZE), max(state[3], MIN_SIZE)
-        tr.state = np.array([cx, cy, w, hgt])
-        tr.box = np.array([cx - w / 2, cy - hgt / 2, cx + w / 2, cy + hgt / 2])
-        tr.last_seen = t
-        tr.hits += 1
-        tr.score = score
-        tr.matched = True
-        tr.label_scores[label] = tr.label_scores.get(label, 0.0) + score
-        if score > tr.best_score:
-            tr.best_score, tr.best_box, tr.best_time = score, box.copy(), t
+        tracks = [tr for tr, _ in matches]
+        di = np.array([d for _, d in matches], dtype=np.int64)
+        state = np.array([tr.state for tr in tracks])
+        velocity = np.array([tr.velocity for tr in tracks])
+        dt = t - np.array([tr.last_seen for tr in tracks])
+        n = np.array([tr.hits for tr in tracks], dtype=np.float64) + 1.0  # this measurement's
+        g = np.maximum(cfg.position_gain, 2.0 * (2.0 * n - 1.0) / (n * (n + 1.0)))[:, None]
+        h = np.maximum(cfg.velocity_gain, 6.0 / (n * (n + 1.0)))[:, None]
+        moving = (dt > _MIN_DT)[:, None]  # same capture time: no motion to estimate
+        pred = np.where(moving, state + velocity * dt[:, None], state)
+        residual = _cxcywh(boxes[di]) - pred
+        state = pred + g * residual
+        step = np.where(moving, dt[:, None], 1.0)
+        velocity = np.where(moving, velocity + h * residual / step, velocity)
+        state[:, 2:] = np.maximum(state[:, 2:], MIN_SIZE)
+        box = _xyxy(state)
+        rows = zip(
+            tracks,
+            di.tolist(),
+            scores[di].tolist(),
+            labels[di].tolist(),
+            state,
+            velocity,
+            box,
+            strict=True,
+        )
+        for tr, d, score, label, new_state, new_velocity, new_box in rows:
+            tr.state, tr.velocity, tr.box = new_state, new_velocity, new_box
+            tr.last_seen = t
+            tr.hits += 1
+            tr.score = score
+            tr.matched = True
+            tr.label_scores[label] = tr.label_scores.get(label, 0.0) + score
+            if score > tr.best_score:
+                tr.best_score, tr.best_box, tr.best_time = score, boxes[d].copy(), t
 
     def _confirm(self, tr: Track, appeared: list[Track]) -> None:
         tr.id = self._next_id

@@ -32,6 +32,22 @@ def test_nms_matches_torchvision(seed, iou):
     assert ours.tolist() == theirs.tolist()
 
 
+def test_nms_resolves_long_suppression_chains_like_the_sequential_greedy():
+    # Boxes in a row, each overlapping the next: kept, dropped, kept, ... (a chain as long as
+    # the row), and a dense cluster where rounds of the matrix pass interact.
+    row = np.array([[i * 4.0, 0, i * 4.0 + 10, 10] for i in range(60)], np.float32)
+    scores = np.linspace(1.0, 0.1, 60).astype(np.float32)
+    rng = np.random.default_rng(7)
+    xy = rng.uniform(0, 30, (300, 2))
+    dense = np.concatenate([xy, xy + rng.uniform(8, 20, (300, 2))], 1).astype(np.float32)
+    for boxes, s in ((row, scores), (dense, rng.uniform(0, 1, 300).astype(np.float32))):
+        for iou in (0.2, 0.4, 0.6):
+            theirs = tv_nms(torch.from_numpy(boxes), torch.from_numpy(s), iou).numpy()
+            assert nms(boxes, s, iou).tolist() == theirs.tolist()
+            assert nms(boxes, s, iou, limit=3).tolist() == theirs[:3].tolist()
+    assert nms(row, scores, 0.4).tolist() == list(range(0, 60, 2))  # IoU 0.43, then 0.11
+
+
 def test_other_classes_do_not_suppress_each_other():
     boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [1, 1, 10, 10]], np.float32)
     scores = np.array([0.9, 0.8, 0.7], np.float32)
