@@ -49,6 +49,7 @@ class ModelSpec:
     layout: str = "NCHW"
     pad_value: int = 0
     detection: Any = None  # DetectionOptions when task == "detection" (made with defaults)
+    segmentation: Any = None  # SegmentationOptions when task == "segmentation"
     schema_version: int = field(default=SCHEMA_VERSION)
 
     def __post_init__(self) -> None:
@@ -99,6 +100,9 @@ class ModelSpec:
                     f"ModelSpec has a {name!r} section but its task is {self.task!r}",
                     "remove the section, or set task to the one it belongs to",
                 )
+        section = getattr(self, task.options_key) if task.options_key else None
+        if hasattr(section, "check_labels"):  # fields that name a label must name one
+            section.check_labels(self.labels)
         _choice("channel_order", self.channel_order, CHANNEL_ORDERS)
         _choice("resize", self.resize, RESIZE_MODES)
         _choice("interpolation", self.interpolation, INTERPOLATIONS)
@@ -200,7 +204,7 @@ class ModelSpec:
         return cls.from_dict(data, num_outputs=num_outputs)
 
 
-TASK_SECTIONS = ("detection",)  # ModelSpec fields owned by one task each
+TASK_SECTIONS = ("detection", "segmentation")  # ModelSpec fields owned by one task each
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:

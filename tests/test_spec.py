@@ -172,3 +172,26 @@ def test_detection_section_must_be_an_object():
     data["detection"] = [1, 2]
     with pytest.raises(SpecError, match="JSON object"):
         ModelSpec.from_dict(data)
+
+
+def test_a_segmentation_spec_round_trips_and_checks_its_section():
+    spec = ModelSpec(
+        labels=("background", "road"), task="segmentation", segmentation={"drivable": "road"}
+    )
+    assert spec.segmentation.output == "logits" and spec.segmentation.outputs == ("logits",)
+    again = ModelSpec.from_dict(spec.to_dict())
+    assert again == spec and "detection" not in spec.to_dict()
+    classmap = ModelSpec(
+        labels=("a", "b"), task="segmentation", segmentation={"output": "classmap"}
+    )
+    assert classmap.segmentation.outputs == ("classes",)
+    with pytest.raises(SpecError, match="drivable 'lane' is not one of the labels"):
+        ModelSpec(labels=("a", "b"), task="segmentation", segmentation={"drivable": "lane"})
+    with pytest.raises(SpecError, match="segmentation.output 'mask' is not valid"):
+        ModelSpec(labels=("a", "b"), task="segmentation", segmentation={"output": "mask"})
+    with pytest.raises(SpecError, match="unknown field"):
+        ModelSpec(labels=("a", "b"), task="segmentation", segmentation={"colour": 1})
+    with pytest.raises(SpecError, match="'segmentation' section but its task is 'detection'"):
+        ModelSpec(labels=("a",), task="detection", segmentation={})
+    with pytest.raises(SpecError, match="at least 2 label"):
+        ModelSpec(labels=("road",), task="segmentation")

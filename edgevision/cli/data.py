@@ -14,9 +14,12 @@ SYNTH_HELP = """Write a seeded synthetic road-sign dataset (same seed, same byte
 sign classes plus `background` (scenes with no sign or only a far one).
 
 --task detection: OUT/images/000000.jpg and OUT/annotations.json (COCO
-boxes), scenes with 0-5 signs each, far to close, some occluded or cut."""
+boxes), scenes with 0-5 signs each, far to close, some occluded or cut.
 
-_DEFAULT_SIZE = {"classification": "160x120", "detection": "320x240"}
+--task segmentation: OUT/images/000000.jpg, OUT/masks/000000.png (one class
+id per pixel) and OUT/classes.txt: background, road, lane_marking, sign."""
+
+_DEFAULT_SIZE = {"classification": "160x120", "detection": "320x240", "segmentation": "320x240"}
 
 
 class Task(str, Enum):
@@ -24,6 +27,7 @@ class Task(str, Enum):
 
     classification = "classification"
     detection = "detection"
+    segmentation = "segmentation"
 
 
 def _synth_classification(
@@ -53,10 +57,36 @@ def _synth_detection(
     return path, f"{images} images, {boxes} boxes, {len(names)} classes → {path}"
 
 
+def _synth_segmentation(
+    out: Path, images: int | None, seed: int, size: str, classes: list[str] | None
+) -> tuple[Path, str]:
+    from edgevision.data.synth_segment import generate_segmentation_dataset
+
+    images = 600 if images is None else images
+    path, summary = generate_segmentation_dataset(
+        out, count=images, seed=seed, size=size, classes=classes
+    )
+    pixels = summary["pixels_per_class"]
+    total = sum(pixels.values()) or 1
+    shares = ", ".join(f"{name} {100 * n / total:.1f}%" for name, n in list(pixels.items())[1:])
+    names = summary["classes"]
+    return path, f"{images} images, {len(names)} classes ({shares} of the pixels) → {path}"
+
+
+_SYNTH = {
+    Task.classification: _synth_classification,
+    Task.detection: _synth_detection,
+    Task.segmentation: _synth_segmentation,
+}
+
+
 VIDEO_HELP = """Write a synthetic dash-cam clip OUT.mp4 and its per-frame ground truth OUT.json.
 
 Signs of the same classes as `data synth` appear at the roadside and grow as the car approaches.
-The same seed gives the same bytes."""
+The same seed gives the same bytes.
+
+--task segmentation: the same frames, with a class-id mask per frame in OUT.masks/ and OUT.json
+holding the segmentation truth (labels, fps, frame count, mask folder) instead of the signs'."""
 
 
 def register(app: typer.Typer) -> None:
@@ -73,10 +103,13 @@ def register(app: typer.Typer) -> None:
         per_class: int | None = typer.Option(
             None, "--per-class", help="Images per class (classification; default 100)."
         ),
-        images: int | None = typer.Option(None, help="Scenes (detection; default 600)."),
+        images: int | None = typer.Option(
+            None, help="Scenes (detection, segmentation; default 600)."
+        ),
         seed: int = typer.Option(0, help="Random seed."),
         size: str | None = typer.Option(
-            None, help="Image size WIDTHxHEIGHT (default 160x120, detection 320x240)."
+            None,
+            help="Image size WIDTHxHEIGHT (default 160x120; detection, segmentation 320x240).",
         ),
         classes: list[str] | None = typer.Option(
             None, "--classes", help="Only these classes (repeat or comma-separate)."
@@ -88,22 +121,25 @@ def register(app: typer.Typer) -> None:
         from edgevision.errors import DataError
         from edgevision.fileio import check_output_file
 
-        detect = task is Task.detection
-        wrong, right = ("--per-class", "--images N") if detect else ("--images", "--per-class N")
-        if (per_class if detect else images) is not None:
+        scenes = task is not Task.classification  # counted in --images, not --per-class
+        wrong, right = ("--per-class", "--images N") if scenes else ("--images", "--per-class N")
+        if (per_class if scenes else images) is not None:
             raise DataError(f"{wrong} does not apply to --task {task.value}", f"use {right}")
         if preview:
             check_output_file(preview, "--preview")
         start = time.perf_counter()
-        run = _synth_detection if detect else _synth_classification
-        count = images if detect else per_class
-        path, summary = run(out, count, seed, size or _DEFAULT_SIZE[task.value], classes)
+        count = images if scenes else per_class
+        path, summary = _SYNTH[task](out, count, seed, size or _DEFAULT_SIZE[task.value], classes)
         took = time.perf_counter() - start
         Console().print(f"{summary} ({took:.1f} s)")
         if preview:
-            from edgevision.data import synth, synth_detect
+            from edgevision.data import synth, synth_detect, synth_segment
 
-            sheet = synth_detect.detection_contact_sheet if detect else synth.contact_sheet
+            sheet = {
+                Task.classification: synth.contact_sheet,
+                Task.detection: synth_detect.detection_contact_sheet,
+                Task.segmentation: synth_segment.segmentation_contact_sheet,
+            }[task]
             Console().print(f"preview: {sheet(path, preview)}")
 
     @data.command("video", help=VIDEO_HELP)
@@ -113,10 +149,24 @@ def register(app: typer.Typer) -> None:
         fps: float = typer.Option(15.0, help="Frames per second."),
         size: str = typer.Option("320x240", help="Frame size WIDTHxHEIGHT."),
         seed: int = typer.Option(0, help="Random seed."),
+        task: Task = typer.Option(
+            Task.classification, help="segmentation: also a mask per frame (see above)."
+        ),
     ) -> None:
         from collections import Counter
 
         from edgevision.data.video import read_truth, write_video
+
+        if task is Task.segmentation:
+            from edgevision.data.synth_segment import write_segmentation_clip
+
+            path = write_segmentation_clip(out, seconds=seconds, fps=fps, size=size, seed=seed)
+            masks = path.with_name(f"{path.stem}.masks")
+            Console().print(
+                f"{sum(1 for _ in masks.iterdir())} frames → {path}; masks {masks}, ground "
+                f"truth {path.with_suffix('.json')}"
+            )
+            return
 
         path = write_video(out, seconds=seconds, fps=fps, size=size, seed=seed)
         truth = read_truth(path)

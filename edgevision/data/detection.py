@@ -882,6 +882,8 @@ def detect_detection_layout(data: str | os.PathLike[str]) -> str | None:
         if any(doc.get(name) not in (None, "") for name in SPLITS):
             return "yolo-splits"
     names_file = any((data / n).exists() for n in ("labels", "data.yaml", "classes.txt"))
+    if (data / "masks").is_dir() and not (data / "labels").is_dir():
+        return None  # images/ + masks/ + classes.txt: a segmentation dataset, not YOLO
     if (data / "images").is_dir() and names_file:
         return "yolo"
     return None
