@@ -100,6 +100,16 @@ def _outputs(bundle: Bundle) -> str:
             "; ".join(parts) + f" (K = {d.candidates}; runtime: score >= {d.score_threshold:g}, "
             f"NMS IoU {d.iou_threshold:g}, at most {d.max_detections} detections)"
         )
+    if spec.segmentation is not None:
+        from edgevision.tasks.segment.spec import OUTPUT_KINDS
+
+        o = spec.segmentation
+        name, meaning = OUTPUT_KINDS[o.output]
+        drivable = f"; free distance of {o.drivable!r}" if o.drivable else ""
+        return (
+            f"{name} {meaning} ({spec.num_classes} classes; runtime: the class map onto the "
+            f"frame through the inverse resize{drivable})"
+        )
     return f"logits [batch, {spec.num_classes}] (softmax in the runtime)"
 
 

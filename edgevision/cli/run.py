@@ -15,6 +15,11 @@ A detection bundle reports boxes (NMS, mapped back onto the frame) and tracks th
 frames by capture time (ByteTrack-style); --events then writes track events (appeared / left:
 label, best score and its box, first/last time) unless --events-mode frames (every detection
 of every frame).
+
+A segmentation bundle maps its class map back onto each frame (the inverse of the bundle's
+resize): --video draws it as a coloured overlay, --events writes each class's share of the
+frame (and the free distance ahead for the spec's drivable class), --masks DIR saves the
+class map as an index PNG every --mask-every frames.
 """
 
 
@@ -50,6 +55,10 @@ def register(app: typer.Typer) -> None:
         track_max_age: float = typer.Option(
             1.0, min=0.0, help="Detector: seconds a track survives unseen before it 'left'."
         ),
+        masks: Path | None = typer.Option(
+            None, help="Segmenter: save class maps (index PNGs) in this new folder."
+        ),
+        mask_every: int = typer.Option(30, min=1, help="Segmenter: a --masks PNG every N frames."),
         smooth: int = typer.Option(5, min=1, help="Average probabilities over N frames."),
         realtime: bool = typer.Option(False, help="Read a file at its frame rate, like a camera."),
         max_frames: int | None = typer.Option(None, min=1, help="Stop after N results."),
@@ -74,6 +83,7 @@ def register(app: typer.Typer) -> None:
                 check_output_file(path, option)  # before the model loads and the camera opens
         sinks = [make_sink("jsonl", events, mode=events_mode)] if events is not None else []
         sinks += [make_sink("video", video)] if video is not None else []
+        sinks += [make_sink("masks", masks, every=mask_every)] if masks is not None else []
         sinks += [make_sink("window")] if show else []
         sinks += [] if quiet else [make_sink("stdout")]
         from edgevision.bundle import Bundle
@@ -122,10 +132,12 @@ def _setup_logging() -> None:
 
 
 def _threshold(bundle, threshold: float | None) -> float | None:
-    """The classifier's default 0.5; a detector's default None (its spec's)."""
+    """The classifier's default 0.5; a task head's default None (a detector's: its spec's)."""
+    from edgevision.tasks import get_task
+
     if threshold is not None:
         return threshold
-    return None if bundle.spec.task == "detection" else 0.5
+    return None if get_task(bundle.spec.task).runtime else 0.5
 
 
 def _tracker(max_age: float):  # -> TrackerConfig

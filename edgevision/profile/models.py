@@ -194,8 +194,9 @@ def _stage_timers(
     bundle: Bundle, frame: np.ndarray, outputs: dict[str, np.ndarray] | None
 ) -> dict[str, Timer]:
     timers = {"preprocess": call_timer(lambda: preprocess(frame, bundle.spec))}
-    if outputs is not None and bundle.spec.task == "detection":
-        return timers | detection_stage_timers(bundle.spec, outputs)
+    task_timers = TASK_STAGE_TIMERS.get(bundle.spec.task)
+    if outputs is not None and task_timers is not None:
+        return timers | task_timers(bundle.spec, outputs)
     if outputs is not None:
         logits = next(iter(outputs.values()))
         # The runtime's own postprocess (softmax + top-k), as the pipeline runs it per frame.
@@ -240,6 +241,35 @@ def detection_stage_timers(spec: Any, outputs: dict[str, np.ndarray]) -> dict[st
         "postprocess": call_timer(lambda: postprocess(boxes, scores, spec, size)),
         "tracking": call_timer(track),
     }
+
+
+def segmentation_stage_timers(spec: Any, outputs: dict[str, np.ndarray]) -> dict[str, Timer]:
+    """A segmenter's runtime stages on one camera-sized frame: ``argmax`` (the output to a class
+    map), ``upsample`` (the class map onto the frame through the inverse resize) and
+    ``overlay`` (the coloured mask the video sink draws)."""
+    from edgevision.tasks.segment.draw import overlay
+    from edgevision.tasks.segment.geometry import class_map, mask_to_frame
+    from edgevision.tasks.segment.postprocess import palette
+
+    options = spec.segmentation
+    output = outputs[options.output_name][0]
+    h, w = FRAME_SIZE
+    cmap = class_map(output, options.output)  # a model/spec mismatch fails here
+    mask = mask_to_frame(cmap, spec, w, h)
+    frame = np.full((h, w, 3), 90, np.uint8)
+    colours = palette(spec.num_classes)
+    return {
+        "argmax": call_timer(lambda: class_map(output, options.output)),
+        "upsample": call_timer(lambda: mask_to_frame(cmap, spec, w, h)),
+        "overlay": call_timer(lambda: overlay(frame, mask, colours)),
+    }
+
+
+# A task's runtime stages beyond preprocess, timed on the artifact's own outputs.
+TASK_STAGE_TIMERS = {
+    "detection": detection_stage_timers,
+    "segmentation": segmentation_stage_timers,
+}
 
 
 def _with_samples(m: Measurement, samples: dict[str, list[float]]) -> Measurement:

@@ -37,6 +37,15 @@ class DetectionFrame:
         top = max(self.objects, key=lambda o: o["score"])
         return top["label"], top["score"]
 
+    def topk(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` highest-scoring detections' (label, score)."""
+        ranked = sorted(self.objects, key=lambda o: -o["score"])[:k]
+        return [(o["label"], o["score"]) for o in ranked]
+
+    def result_fields(self) -> dict[str, Any]:
+        """What this frame adds to its `Result` (``objects``, ``events``)."""
+        return {"objects": self.objects, "events": self.events, "known": bool(self.objects)}
+
 
 class DetectionHead:
     """Postprocess and track one detection bundle's outputs, frame after frame.
@@ -44,6 +53,8 @@ class DetectionHead:
     ``threshold`` overrides the spec's ``detection.score_threshold`` for what is reported (the
     tracker's own thresholds apply on top); ``tracking`` False reports detections only.
     """
+
+    stages = ("nms", "track")  # the pipeline's "postprocess.<stage>" timings
 
     def __init__(
         self,
@@ -118,6 +129,13 @@ class DetectionHead:
         if self.tracker is None or self.last_t is None:
             return []
         return [track_event("left", tr, self.labels) for tr in self.tracker.flush(self.last_t)]
+
+
+def runtime_head(
+    spec: ModelSpec, threshold: float | None = None, tracker: Any = None, tracking: bool = True
+) -> DetectionHead:
+    """The detection task's runtime head (`Task.runtime`)."""
+    return DetectionHead(spec, threshold, tracker, tracking)
 
 
 def count_by_label(objects: list[dict[str, Any]]) -> dict[str, int]:

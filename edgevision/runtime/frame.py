@@ -44,6 +44,12 @@ class Result:
     frame: ``box`` [x0, y0, x1, y1] pixels, ``label``, ``score``, ``track`` id or None) and
     ``events`` (tracks that ``appeared`` or ``left`` on this frame, `track_event` dicts);
     ``label``/``score`` are then the highest-scoring detection's (``"none"``, 0 without any).
+
+    A segmentation bundle's result carries ``mask`` (the class id of every original-frame
+    pixel, uint8, 255 where the model saw nothing) and ``segmentation`` (``areas``: each
+    class's fraction of the frame, ``free_distance``: the drivable class's reach up the centre
+    line, a fraction of the frame height, when the spec names one); ``label``/``score`` are
+    the largest non-background class and its area fraction.
     """
 
     frame_index: int
@@ -60,6 +66,8 @@ class Result:
     image: np.ndarray | None = field(default=None, repr=False)
     objects: list[dict[str, Any]] | None = None  # a detector's, per frame
     events: list[dict[str, Any]] = field(default_factory=list)  # track events of this frame
+    mask: np.ndarray | None = field(default=None, repr=False)  # a segmenter's, frame pixels
+    segmentation: dict[str, Any] | None = None  # a segmenter's areas and free distance
 
     def to_event(self) -> dict[str, Any]:
         """A JSON-ready dict (the JSON Lines event)."""
@@ -79,6 +87,8 @@ class Result:
             event["objects"] = self.objects
         if self.events:
             event["events"] = self.events
+        if self.segmentation is not None:
+            event["segmentation"] = self.segmentation
         if self.meta:
             event["meta"] = self.meta
         return event

@@ -36,6 +36,7 @@ from edgevision.runtime.signals import stop_on_signals
 from edgevision.runtime.sinks.base import Sink, StreamInfo
 from edgevision.runtime.sources import Source, make_source
 from edgevision.runtime.summary import RunSummary
+from edgevision.tasks import get_task
 
 if TYPE_CHECKING:
     from edgevision.backends.base import Runner
@@ -97,11 +98,14 @@ class Pipeline:
         self.runner = runner
         # Built now so a bad top-k or threshold fails before any device is opened.
         spec = self.bundle.spec
-        self.detector = None
-        if spec.task == "detection":
-            from edgevision.runtime.detect import DetectionHead
-
-            self.detector = DetectionHead(spec, threshold, tracker, tracking)
+        task = get_task(spec.task)
+        # A task's own per-frame head (a detector's NMS + tracking, a segmenter's mask); the
+        # classifier's softmax when it has none.
+        self.head = (
+            task.load(task.runtime)(spec, threshold=threshold, tracker=tracker, tracking=tracking)
+            if task.runtime
+            else None
+        )
         threshold = 0.0 if threshold is None else threshold
         self.classifier = Classifier(spec.labels, topk, threshold, smooth, outputs)
         self.topk = topk
@@ -209,11 +213,11 @@ class _Run:
             self.runner.activate()
         self._warm_up()
         self.summary.backend = self.runner.name
-        if p.detector is not None:  # a detector's postprocess in its two parts, too
+        if p.head is not None:  # a task head's postprocess in its parts, too
             from edgevision.runtime.summary import Reservoir
 
-            for stage in ("postprocess.nms", "postprocess.track"):
-                self.summary.stage_ms[stage] = Reservoir()
+            for stage in p.head.stages:
+                self.summary.stage_ms[f"postprocess.{stage}"] = Reservoir()
         if not p.source.is_open:
             p.source.open()
         info = StreamInfo(
@@ -335,8 +339,8 @@ class _Run:
         return frame
 
     def _postprocess(self, frame: Frame) -> Result:
-        if self.p.detector is not None:
-            return self._detect(frame)
+        if self.p.head is not None:
+            return self._task_result(frame)
         t0 = time.perf_counter()
         if frame.segment != self.segment:  # reconnected: the smoothing window is stale
             self.p.classifier.reset()
@@ -370,29 +374,26 @@ class _Run:
             self.first_capture_ts = frame.capture_ts
         return frame.capture_ts - self.first_capture_ts
 
-    def _detect(self, frame: Frame) -> Result:
+    def _task_result(self, frame: Frame) -> Result:
         t0 = time.perf_counter()
         h, w = frame.image.shape[:2]
-        found = self.p.detector(frame.outputs, (w, h), self._stream_time(frame))
+        found = self.p.head(frame.outputs, (w, h), self._stream_time(frame))
         t1 = time.perf_counter()
         frame.timings["postprocess"] = (t1 - t0) * 1000.0
         best = found.best or ("none", 0.0)
-        ranked = sorted(found.objects, key=lambda o: -o["score"])[: self.p.topk]
         return Result(
             frame_index=frame.index,
             capture_ts=frame.capture_ts,
             capture_time=frame.capture_time,
             label=best[0],
             score=best[1],
-            topk=[(o["label"], o["score"]) for o in ranked],
+            topk=found.topk(self.p.topk),
             latency_ms=(t1 - frame.capture_ts) * 1000.0,
             age_ms=frame.age_ms,
-            known=bool(found.objects),
             timings=frame.timings | {f"postprocess.{k}": v for k, v in found.timings.items()},
             meta=frame.meta,
             image=frame.image,
-            objects=found.objects,
-            events=found.events,
+            **found.result_fields(),
         )
 
     def _post_and_sink(self, frame: Frame) -> Result | None:
@@ -463,9 +464,10 @@ class _Run:
 
     def _flush_tracks(self) -> None:
         """End of stream: every live track leaves; the sinks get those events before closing."""
-        if self.p.detector is None:
+        flush = getattr(self.p.head, "flush", None)
+        if flush is None:
             return
-        events = self.p.detector.flush()
+        events = flush()
         for sink in self.opened:
             try:
                 sink.write_events(events)

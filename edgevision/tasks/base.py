@@ -35,6 +35,9 @@ class Task:
     options_key: str | None = None  # the spec section this task owns, e.g. "detection"
     options: type | None = None  # its dataclass, with from_dict / to_dict / validate
     is_dataset: str | None = None  # "module:function": does this folder hold this task's data?
+    # "module:function" making the runtime's per-frame head (torch-free):
+    # ``(spec, threshold=, tracker=, tracking=) -> head``; empty: the classifier's softmax
+    runtime: str = ""
 
     def load(self, ref: str) -> Any:
         """Import a ``"module:attribute"`` reference of this task."""
@@ -56,6 +59,7 @@ class Task:
 
 def _registry() -> Registry[Task]:
     from edgevision.tasks.detect.spec import DetectionOptions
+    from edgevision.tasks.segment.spec import SegmentationOptions
 
     tasks: Registry[Task] = Registry("task")
     tasks.register(
@@ -79,6 +83,21 @@ def _registry() -> Registry[Task]:
             options_key="detection",
             options=DetectionOptions,
             is_dataset="edgevision.data.detection:is_detection_dataset",
+            runtime="edgevision.runtime.detect:runtime_head",
+        ),
+    )
+    tasks.register(
+        "segmentation",
+        Task(
+            name="segmentation",
+            summary="a class per pixel; the mask mapped back onto the frame in the runtime",
+            min_labels=2,
+            trainer="edgevision.tasks.segment.train:TRAINER",
+            builder="edgevision.tasks.segment.build:BUILD",
+            options_key="segmentation",
+            options=SegmentationOptions,
+            is_dataset="edgevision.data.segmentation:is_segmentation_dataset",
+            runtime="edgevision.runtime.segment:runtime_head",
         ),
     )
     return tasks

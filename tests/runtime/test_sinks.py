@@ -36,7 +36,7 @@ def result(i: int, size=(48, 64), known=True) -> Result:
 
 
 def test_registry_names_and_unknown():
-    assert SINKS.names() == ["jsonl", "stdout", "video", "window"]
+    assert SINKS.names() == ["jsonl", "masks", "stdout", "video", "window"]
     with pytest.raises(RegistryError, match="unknown sink 'printer'"):
         make_sink("printer")
 
@@ -123,3 +123,65 @@ def test_annotate_and_rate_meter():
     image = np.zeros((120, 160, 3), np.uint8)
     out = annotate(image, result(0, size=(120, 160), known=False), 12.5)
     assert out.shape == image.shape and out.any() and not image.any()
+
+
+SEG_INFO = StreamInfo(
+    "test://", 15.0, ("background", "road", "sign"), "ort:fp32", task="segmentation"
+)
+
+
+def seg_result(i: int, size=(48, 64)) -> Result:
+    r = result(i, size)
+    mask = np.zeros(size, np.uint8)
+    mask[size[0] // 2 :, :] = 1  # the lower half is road
+    mask[2:10, 2:10] = 2
+    r.mask = mask
+    r.segmentation = {
+        "areas": {"background": 0.48, "road": 0.5, "sign": 0.02},
+        "free_distance": 0.5,
+    }
+    return r
+
+
+def test_mask_sink_writes_index_pngs_every_n_frames_and_never_replaces_files(tmp_path):
+    sink = make_sink("masks", tmp_path / "masks", every=2)
+    sink.open(SEG_INFO)
+    for i in range(5):
+        sink.write(seg_result(i))
+    sink.close()
+    files = sorted(p.name for p in (tmp_path / "masks").iterdir())
+    assert files == ["000000.png", "000002.png", "000004.png"]  # no temp files left
+    back = cv2.imread(str(tmp_path / "masks" / "000002.png"), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint8 and back.shape == (48, 64)
+    assert np.array_equal(back, seg_result(2).mask)
+    again = make_sink("masks", tmp_path / "masks")
+    with pytest.raises(SinkError, match="already holds PNG files"):
+        again.open(SEG_INFO)
+    with pytest.raises(SinkError, match="needs a segmentation bundle"):
+        make_sink("masks", tmp_path / "other").open(INFO)
+    with pytest.raises(SinkError, match="--mask-every 0"):
+        make_sink("masks", tmp_path / "x", every=0)
+
+
+def test_segmentation_results_are_drawn_and_written_as_events(tmp_path):
+    r = seg_result(0, size=(240, 320))
+    drawn = annotate(r.image, r, 15.0)
+    assert drawn.shape == r.image.shape
+    road = drawn[200:, 150:]  # the road half is tinted, the background left as it was
+    assert (road != 100).all() and np.array_equal(
+        drawn[100:110, 200:300], r.image[100:110, 200:300]
+    )
+    event = r.to_event()
+    assert event["segmentation"]["areas"]["road"] == 0.5 and "mask" not in event
+    sink = make_sink("jsonl", tmp_path / "e.jsonl")
+    sink.open(SEG_INFO)
+    assert sink.mode == "frames"
+    sink.write(r)
+    sink.close()
+    line = json.loads((tmp_path / "e.jsonl").read_text())
+    assert line["segmentation"]["free_distance"] == 0.5
+    out = io.StringIO()
+    console = make_sink("stdout", stream=out)
+    console.open(SEG_INFO)
+    console.write(r)
+    assert "road 50%" in out.getvalue() and "free 50%" in out.getvalue()

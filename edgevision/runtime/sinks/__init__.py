@@ -7,6 +7,7 @@ name        what                                             CLI
 ``video``   annotated video file (mp4v)                      ``--video F``
 ``window``  on-screen window (needs a GUI OpenCV + display)  ``--show``
 ``stdout``  a status line per second                         (unless --quiet)
+``masks``   a segmenter's class maps as PNGs, every N frames    ``--masks DIR``
 ==========  ===============================================  ==================
 """
 
@@ -22,6 +23,7 @@ SINKS.register("jsonl", "edgevision.runtime.sinks.jsonl:JsonlSink")
 SINKS.register("video", "edgevision.runtime.sinks.video:VideoSink")
 SINKS.register("window", "edgevision.runtime.sinks.window:WindowSink")
 SINKS.register("stdout", "edgevision.runtime.sinks.console:ConsoleSink")
+SINKS.register("masks", "edgevision.runtime.sinks.masks:MaskSink")
 
 
 def make_sink(name: str, *args: Any, **options: Any) -> Sink:

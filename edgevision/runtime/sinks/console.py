@@ -29,7 +29,14 @@ class ConsoleSink(Sink):
             return
         self._next = now + self.interval
         stream = self.stream or sys.stdout
-        if result.objects is not None:
+        if result.segmentation is not None:
+            from edgevision.runtime.sinks.draw import areas_text
+
+            stream.write(
+                f"frame {result.frame_index:>6}  {areas_text(result.segmentation)}  "
+                f"{fps:6.1f} FPS  latency {result.latency_ms:6.1f} ms\n"
+            )
+        elif result.objects is not None:
             from edgevision.runtime.detect import count_by_label
 
             counts = count_by_label(result.objects)

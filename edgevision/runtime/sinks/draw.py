@@ -45,12 +45,19 @@ PALETTE = (
 
 def annotate(image: np.ndarray, result: Result, fps: float) -> np.ndarray:
     """A copy of ``image`` with the label, score, FPS and latency drawn in the top-left; a
-    detector's boxes with their label, score and track id."""
+    detector's boxes with their label, score and track id; a segmenter's class map as a
+    coloured overlay with the largest classes' areas."""
     out = image.copy()
     h = out.shape[0]
     scale = max(0.35, h / 480 * 0.6)
     thick = max(1, round(scale * 2))
-    if result.objects is not None:
+    if result.mask is not None:  # a segmenter: the class map, coloured, under the text
+        from edgevision.tasks.segment.draw import overlay
+        from edgevision.tasks.segment.postprocess import palette
+
+        out = overlay(out, result.mask, palette(len(result.segmentation["areas"])))
+        head = (areas_text(result.segmentation), _WHITE)
+    elif result.objects is not None:
         _draw_objects(out, result.objects, scale * 0.8, max(1, thick - 1))
         tracked = {o["track"] for o in result.objects if o["track"] is not None}
         head = (f"{len(result.objects)} objects, {len(tracked)} tracked", _WHITE)
@@ -64,6 +71,17 @@ def annotate(image: np.ndarray, result: Result, fps: float) -> np.ndarray:
         cv2.putText(out, text, (5, y + th + 2), _FONT, scale, colour, thick, cv2.LINE_AA)
         y += th + base + 6
     return out
+
+
+def areas_text(segmentation: dict) -> str:
+    """The largest classes but the first (background) with their share of the frame, and the
+    free distance ahead when the bundle names a drivable class."""
+    areas = list(segmentation["areas"].items())[1:]
+    top = sorted(areas, key=lambda kv: -kv[1])[:3]
+    text = "  ".join(f"{name} {100 * share:.0f}%" for name, share in top)
+    if segmentation.get("free_distance") is not None:
+        text += f"  free {100 * segmentation['free_distance']:.0f}%"
+    return text
 
 
 def _draw_objects(out: np.ndarray, objects: list[dict], scale: float, thick: int) -> None:
