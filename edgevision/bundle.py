@@ -379,7 +379,7 @@ def _check_path_fields(root: Path, manifest: dict[str, Any], files: dict[str, An
 
 
 # accuracy.metric → the key of each model's headline figure (a v1 bundle has no metric: top-1)
-HEADLINE_KEYS = {"top-1": "top1", "mAP@[.5:.95]": "map"}
+HEADLINE_KEYS = {"top-1": "top1", "mAP@[.5:.95]": "map", "mIoU": "miou"}
 
 
 def _check_accuracy(root: Path, accuracy: Any) -> None:

@@ -14,8 +14,8 @@ INPUT is a RUN folder (or checkpoint) from `edgevision train`, or an .onnx file 
 Calibration defaults to a class-stratified sample of the run's training split; accuracy is
 checked on its test split (or --eval DIR) in the task's metric: top-1 for a classifier,
 COCO mAP@[.5:.95] for a detector (whose head's final box/score layers, decode and top-K stay in
-float: --float-head head, the default; tail: only decode/sigmoid/top-K; none). With
---max-drop POINTS, an INT8 artifact that loses more
+float: --float-head head, its default; tail: only decode/sigmoid/top-K; none), mIoU for a
+segmenter (plain INT8 by default). With --max-drop POINTS, an INT8 artifact that loses more
 points of that metric starts a search: layers are ranked by quantization sensitivity (SQNR, then the
 accuracy effect of each in float) and the fewest are kept in float (the same for every target)
 until the budget is met; the report lists them, the accuracy before and after and the latency
@@ -38,15 +38,22 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("minmax", help="Calibration: minmax, entropy, percentile."),
         targets: str = typer.Option("cpu,tensorrt", help="INT8 targets, comma-separated."),
         eval_dir: Path | None = typer.Option(
-            None, "--eval", help="Labelled held-out set: ImageFolder, or COCO/YOLO (detection)."
+            None,
+            "--eval",
+            help="Labelled held-out set: ImageFolder, COCO/YOLO (detection), images/ + masks/ "
+            "(segmentation).",
         ),
         max_drop: float | None = typer.Option(
-            None, help="Max INT8 drop in points of top-1 (classifier) or mAP@[.5:.95] (detector)."
+            None,
+            help="Max INT8 drop in points of top-1 (classifier), mAP@[.5:.95] (detector) or "
+            "mIoU (segmenter).",
         ),
-        float_head: str = typer.Option(
-            "head",
-            help="Detector: keep in float its head's final layers and what follows (head), "
-            "only what follows (tail), or nothing (none).",
+        float_head: str | None = typer.Option(
+            None,
+            help="Keep in float the head's final layers and what follows (head), only what "
+            "follows (tail), or nothing (none). Default: the task's (a detector's head; a "
+            "segmenter: none, plain INT8 measured as good).",
+            show_default=False,
         ),
         float_search: bool = typer.Option(
             True, help="Over --max-drop: keep sensitive layers in float (else fail)."
@@ -55,7 +62,8 @@ def register(app: typer.Typer) -> None:
         min_agreement: float | None = typer.Option(
             None,
             help="INT8 agreement with FP32, % (below: a warning; with --max-drop: fails). "
-            "Default 99 (classifier top-1), 90 (detector: F1 of detections at the threshold).",
+            "Default 99 (classifier top-1), 90 (detector: F1 of detections at the threshold), "
+            "95 (segmenter: pixels with FP32's class).",
         ),
         exclude_nodes: str = typer.Option("", help="Keep these nodes in float (comma-separated)."),
         exclude_op_types: str = typer.Option(

@@ -345,9 +345,20 @@ def _check_set(
         )
     calib.stats = {"calibration": channel_stats(calib.tensors, spec)}
     labels = [i.label for i in calib.images]
-    if all(label is not None for label in labels):
-        missing = [c for c in spec.labels if c not in set(labels)]
-        calib.stats["classes"] = {c: labels.count(c) for c in spec.labels}
+    # A split whose images hold several classes each (segmentation) says which: coverage is
+    # then counted over every class an image holds, not only the one it was sampled by.
+    held = getattr(split, "image_classes", None) if from_split else None
+    if held is not None:
+        classes = held("train")
+        per_image = [classes.get(calib.root / i.path, ()) for i in calib.images]
+        counts = {c: sum(c in names for names in per_image) for c in spec.labels}
+    elif all(label is not None for label in labels):
+        counts = {c: labels.count(c) for c in spec.labels}
+    else:
+        counts = None
+    if counts is not None:
+        missing = [c for c, n in counts.items() if n == 0]
+        calib.stats["classes"] = counts
         if missing:
             calib.warnings.append(
                 f"the calibration set has no image of class(es) {', '.join(missing)}: "
@@ -362,7 +373,7 @@ def _compare_with_training(calib: CalibrationSet, spec: ModelSpec, split: Split,
     rng = random.Random(seed)
     sample = rng.sample(train, min(len(train), STATS_REFERENCE_IMAGES))
     frames = []
-    for path, _ in sample:
+    for path, *_ in sample:  # (image, label) pairs, or (image, mask, sample) for segmentation
         try:
             frames.append(preprocess(read_image(path), spec)[0])
         except CorruptImageError:

@@ -132,15 +132,18 @@ def export_onnx(
                 f"ONNX export with the {exporter} exporter failed: {type(exc).__name__}: {exc}",
                 f"try the other exporter ({other}), or simplify the model's forward()",
             ) from None
-    validate_onnx(out, spec, outputs)
+    validate_onnx(out, spec, outputs, hooks.class_axis(spec))
     return out
 
 
-CLASS_OUTPUTS = (OUTPUT_NAME, "scores")  # outputs whose last axis is the class count
-
-
-def validate_onnx(path: Path, spec: ModelSpec, outputs: tuple[str, ...] = (OUTPUT_NAME,)) -> None:
-    """Check the exported graph: valid ONNX, names ``input`` and ``outputs``, batch dynamic."""
+def validate_onnx(
+    path: Path,
+    spec: ModelSpec,
+    outputs: tuple[str, ...] = (OUTPUT_NAME,),
+    class_axis: tuple[str, int] | None = (OUTPUT_NAME, -1),
+) -> None:
+    """Check the exported graph: valid ONNX, names ``input`` and ``outputs``, batch dynamic,
+    and ``class_axis`` (output, axis; the task's `BuildHooks.class_axis`) the class count."""
     import onnx
 
     model = onnx.load(str(path))
@@ -152,9 +155,11 @@ def validate_onnx(path: Path, spec: ModelSpec, outputs: tuple[str, ...] = (OUTPU
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     if batch.HasField("dim_value"):
         raise BuildError(f"exported {path} has a fixed batch size {batch.dim_value}")
-    named = [o for o in model.graph.output if o.name in CLASS_OUTPUTS]
-    classes = named[0] if named else model.graph.output[-1]
-    out_dim = classes.type.tensor_type.shape.dim[-1]
+    if class_axis is None:
+        return
+    name, axis = class_axis
+    classes = next(o for o in model.graph.output if o.name == name)
+    out_dim = classes.type.tensor_type.shape.dim[axis]
     if out_dim.HasField("dim_value") and out_dim.dim_value != spec.num_classes:
         raise BuildError(
             f"exported {path} predicts {out_dim.dim_value} classes, spec has {spec.num_classes}"

@@ -99,8 +99,9 @@ class BuildConfig:
     deploy_max_batch: int = 8  # the largest batch timed for the deployment choice
     deploy_iterations: int = 30  # interleaved rounds of that timing
     # The task's float-by-default layers (a detector's head): "head" (its final layers and
-    # what follows them), "tail" (only what follows: decode, sigmoid, top-K), "none"
-    float_head: str = "head"
+    # what follows them), "tail" (only what follows: decode, sigmoid, top-K), "none"; None:
+    # the task's default (`BuildHooks.float_head`: a detector's "head", otherwise "none")
+    float_head: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("input", "out", "spec", "eval", "cache_dir"):
@@ -125,10 +126,10 @@ class BuildConfig:
             )
         if self.max_drop is not None:
             check_max_drop_value(self.max_drop)
-        if self.float_head not in FLOAT_HEAD:
+        if self.float_head is not None and self.float_head not in FLOAT_HEAD:
             raise ConfigError(
                 f"--float-head {self.float_head!r} is not one of {', '.join(FLOAT_HEAD)}",
-                "use head (default), tail or none",
+                "use head, tail or none (default: the task's)",
             )
         if self.min_agreement is not None and not 0 <= self.min_agreement <= 100:
             raise ConfigError(
@@ -298,8 +299,9 @@ def _fp32_model(source: ModelSource, config: BuildConfig, work: Path, track: Tra
 
 
 def normalize_onnx(path: Path, out: Path, spec: ModelSpec | None = None) -> Path:
-    """Copy a user's ONNX as one file, its input renamed ``input`` (a single output:
-    ``logits``; a detector's ``boxes``/``scores`` keep their contract names).
+    """Copy a user's ONNX as one file, its input renamed ``input`` (a single output: the
+    task's name for it, ``logits`` or a segmenter's ``classes``; a detector's ``boxes``/
+    ``scores`` keep their contract names).
 
     Unnamed nodes get stable names (``Conv_0``, …) so ``nodes_to_exclude`` can address them.
     With ``spec``, dynamic input dims other than the batch are fixed to the spec's size, so
@@ -317,8 +319,9 @@ def normalize_onnx(path: Path, out: Path, spec: ModelSpec | None = None) -> Path
             if not dim.HasField("dim_value"):
                 dim.dim_value = int(size)
     renames = {old_in: INPUT_NAME}
-    if len(model.graph.output) == 1:
-        renames[model.graph.output[0].name] = OUTPUT_NAME
+    if len(model.graph.output) == 1:  # the task's one output name (logits, classes)
+        single = build_hooks(spec).output_names(spec)[0] if spec is not None else OUTPUT_NAME
+        renames[model.graph.output[0].name] = single
     for value in [*model.graph.input, *model.graph.output]:
         value.name = renames.get(value.name, value.name)
     taken = {n.name for n in model.graph.node}
@@ -361,14 +364,12 @@ def _nodes_to_exclude(
     its tail; none with ``float_head="none"``), ``nodes_to_exclude`` and every node of the
     ``exclude_op_types`` in the prepared model; and the record of the task's default."""
     default, record = (), None
-    if config.float_head != "none":
-        default, record = build_hooks(spec).default_float_nodes(prep, spec, config.float_head)
+    hooks = build_hooks(spec)
+    mode = config.float_head or hooks.float_head
+    if mode != "none":
+        default, record = hooks.default_float_nodes(prep, spec, mode)
     if record is not None:
-        log.info(
-            "keeping %d node(s) of the head in float (--float-head %s)",
-            len(default),
-            config.float_head,
-        )
+        log.info("keeping %d node(s) of the head in float (--float-head %s)", len(default), mode)
     nodes = union(default, config.nodes_to_exclude)
     if not config.exclude_op_types:
         return nodes, record
@@ -676,7 +677,7 @@ def _report_files(ctx: BuildContext, report: dict[str, Any]) -> dict[str, Path]:
     if ctx.table is not None:
         files |= ctx.table.write(reports)
     if ctx.evaluation is not None:
-        files[hooks.plot_file] = hooks.plot(ctx.evaluation, reports / hooks.plot_file)
+        files |= hooks.report_files(ctx.evaluation, reports)
     return files
 
 

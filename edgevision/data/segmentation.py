@@ -145,6 +145,14 @@ class SegmentationSplit:
             for s in samples
         ]
 
+    def image_classes(self, split: str) -> dict[Path, tuple[str, ...]]:
+        """Absolute image path → the names of every class its mask holds (calibration checks
+        that its images cover every class with these, not with the one rarest class)."""
+        return {
+            self.root / s.path: tuple(self.labels[c] for c in s.classes)
+            for s in self._samples(split)
+        }
+
     def counts(self) -> dict[str, dict[str, Any]]:
         """Per split: ``images``, ``pixels_per_class`` (labelled pixels per label name) and
         ``images_per_class`` (images whose mask holds the label)."""

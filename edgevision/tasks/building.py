@@ -24,6 +24,7 @@ class BuildHooks:
     task: str = ""
     plot_file: str = ""  # the report's per-class PNG, in the bundle
     min_agreement: float = 99.0  # the default --min-agreement (%), in the metric's agreement
+    float_head: str = "none"  # the default --float-head: "head", "tail" or "none"
 
     def output_names(self, spec: Any) -> tuple[str, ...]:
         """The ONNX graph's output names, in order."""
@@ -74,12 +75,23 @@ class BuildHooks:
         self, prep: Path, spec: Any, mode: str = "head"
     ) -> tuple[tuple[str, ...], dict | None]:
         """Nodes every INT8 artifact keeps in float by default, and why (for the report);
-        ``mode`` is `BuildConfig.float_head` ("head" or "tail")."""
+        ``mode`` is `BuildConfig.float_head` ("head" or "tail"; the task's `float_head` when
+        not given)."""
         return (), None
+
+    def class_axis(self, spec: Any) -> tuple[str, int] | None:
+        """The exported graph's (output, axis) whose size is the class count, checked after
+        export (None: no axis holds it, e.g. a class map)."""
+        return self.output_names(spec)[-1], -1
 
     def plot(self, evaluation: Any, out: Path) -> Path:
         """The report's per-class PNG of FP32 vs every INT8 artifact."""
         raise NotImplementedError
+
+    def report_files(self, evaluation: Any, folder: Path) -> dict[str, Path]:
+        """Every report figure the bundle carries (bundle name → path written in ``folder``):
+        by default the per-class plot alone."""
+        return {self.plot_file: self.plot(evaluation, Path(folder) / self.plot_file)}
 
     def markdown(self, evaluation: Any) -> str | None:
         """A report.md section of the task's own figures (None: the generic table only)."""
