@@ -17,7 +17,7 @@ from edgevision.spec import RESIZE_MODES
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step")
-MONITORS = ("val_acc", "val_loss", "val_f1", "val_map", "val_map50")  # per task: its Trainer
+MONITORS = ("val_acc", "val_loss", "val_f1", "val_map", "val_map50", "val_miou")  # per task
 AUGMENTS = ("none", "light", "default", "strong")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)  # == edgevision.data.dataset.DEFAULT_RATIOS (tested)
