@@ -245,8 +245,9 @@ def detection_stage_timers(spec: Any, outputs: dict[str, np.ndarray]) -> dict[st
 
 def segmentation_stage_timers(spec: Any, outputs: dict[str, np.ndarray]) -> dict[str, Timer]:
     """A segmenter's runtime stages on one camera-sized frame: ``argmax`` (the output to a class
-    map), ``upsample`` (the class map onto the frame through the inverse resize) and
-    ``overlay`` (the coloured mask the video sink draws)."""
+    map at the input's size, a logits model's bilinear upsampling included), ``upsample`` (the
+    class map onto the frame through the inverse resize) and ``overlay`` (the coloured mask the
+    video sink draws)."""
     from edgevision.tasks.segment.draw import overlay
     from edgevision.tasks.segment.geometry import class_map, mask_to_frame
     from edgevision.tasks.segment.postprocess import palette
@@ -254,12 +255,12 @@ def segmentation_stage_timers(spec: Any, outputs: dict[str, np.ndarray]) -> dict
     options = spec.segmentation
     output = outputs[options.output_name][0]
     h, w = FRAME_SIZE
-    cmap = class_map(output, options.output)  # a model/spec mismatch fails here
+    cmap = class_map(output, options.output, spec.input_size)  # a model/spec mismatch fails
     mask = mask_to_frame(cmap, spec, w, h)
     frame = np.full((h, w, 3), 90, np.uint8)
     colours = palette(spec.num_classes)
     return {
-        "argmax": call_timer(lambda: class_map(output, options.output)),
+        "argmax": call_timer(lambda: class_map(output, options.output, spec.input_size)),
         "upsample": call_timer(lambda: mask_to_frame(cmap, spec, w, h)),
         "overlay": call_timer(lambda: overlay(frame, mask, colours)),
     }

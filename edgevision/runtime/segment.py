@@ -136,7 +136,7 @@ class SegmentationHead:
             )
         w, h = frame_size
         t0 = time.perf_counter()
-        cmap = class_map(output[0], self.kind)
+        cmap = class_map(output[0], self.kind, self.spec.input_size)
         t1 = time.perf_counter()
         mask = mask_to_frame(cmap, self.spec, w, h)
         t2 = time.perf_counter()

@@ -51,19 +51,23 @@ def test_head_maps_logits_onto_the_frame_with_areas_and_free_distance():
     spec = _spec(drivable="road")
     head = SegmentationHead(spec)
     cmap = _scene()
-    found = head({"logits": _logits(cmap)}, (96, 64), t=0.0)  # the frame is twice the input
+    found = head({"logits": _logits(cmap, 1)}, (96, 64), t=0.0)  # the frame is twice the input
     assert isinstance(found, SegmentationFrame)
     assert found.mask.shape == (64, 96) and found.mask.dtype == np.uint8
-    cells = cmap[4::8, 4::8]  # 4 x 6 cells of 16 x 16 frame pixels
-    np.testing.assert_array_equal(found.mask, np.kron(cells, np.ones((16, 16), np.uint8)))
+    np.testing.assert_array_equal(found.mask, np.kron(cmap, np.ones((2, 2), np.uint8)))
     assert list(found.areas) == list(LABELS)  # every label, in class-id order
-    assert found.areas == {"background": 0.5, "road": 0.4167, "car": 0.0833}
-    # the centre column (x = 48: input 24, cell column 3) is road for the lower 32 rows
+    assert found.areas == {"background": 0.5, "road": 0.4375, "car": 0.0625}
+    # the centre column (x = 48: input 24) is road for the lower 32 rows
     assert found.free_distance == pytest.approx(0.5)
     assert set(found.timings) == {"argmax", "upsample"}
     assert all(v >= 0 for v in found.timings.values())
-    assert found.best == ("road", 0.4167)
-    assert found.topk(5) == [("road", 0.4167), ("car", 0.0833)]
+    assert found.best == ("road", 0.4375)
+    assert found.topk(5) == [("road", 0.4375), ("car", 0.0625)]
+    # Stride-8 logits are upsampled to the input before the argmax: every cell's centre keeps
+    # its class, the boundaries between cells follow the interpolated logits.
+    coarse = head({"logits": _logits(cmap)}, (96, 64), t=0.0).mask
+    cells = cmap[4::8, 4::8]
+    np.testing.assert_array_equal(coarse[8::16, 8::16], cells)
     event = found.to_event()
     assert event == {"areas": found.areas, "free_distance": 0.5} == found.summary
     json.dumps(event)
@@ -96,8 +100,8 @@ def test_only_background_is_not_known_and_a_threshold_raises_the_bar():
     spec = _spec()
     blank = SegmentationHead(spec)({"logits": _logits(np.zeros((32, 48), np.uint8))}, (48, 32))
     assert blank.best is None and blank.topk(3) == [] and not blank.result_fields()["known"]
-    strict = SegmentationHead(spec, threshold=0.5)({"logits": _logits(_scene())}, (48, 32), 0.0)
-    assert strict.best is None and strict.topk(1) == [("road", 0.4167)]
+    strict = SegmentationHead(spec, threshold=0.5)({"logits": _logits(_scene(), 1)}, (48, 32))
+    assert strict.best is None and strict.topk(1) == [("road", 0.4375)]
     with pytest.raises(ConfigError, match="not an area fraction"):
         SegmentationHead(spec, threshold=1.5)
 

@@ -436,7 +436,9 @@ def evaluate_segmentation(
                         "export the segmenter with a dynamic batch dimension",
                     )
                 maps[name] = [
-                    mask_to_frame(class_map(y[i], kind), spec, f.shape[1], f.shape[0])
+                    mask_to_frame(
+                        class_map(y[i], kind, spec.input_size), spec, f.shape[1], f.shape[0]
+                    )
                     for i, f in enumerate(frames)
                 ]
             for i, truth in enumerate(truths):

@@ -180,3 +180,24 @@ def test_bad_maps_and_frame_sizes_are_data_errors():
         mask_to_input(np.full((48, 64), -1, np.int16), spec)
     with pytest.raises(DataError, match="frame size"):
         mask_to_frame(np.zeros((24, 32), np.uint8), spec, 0, 48)
+
+
+def test_logits_upsampled_before_the_argmax_match_training_and_keep_thin_classes():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4, 30, 40)).astype(np.float32)
+    ours = class_map(logits, "logits", (240, 320))
+    up = torch.nn.functional.interpolate(
+        torch.from_numpy(logits)[None], size=(240, 320), mode="bilinear", align_corners=False
+    )
+    assert ours.shape == (240, 320) and ours.dtype == np.uint8
+    assert (ours == up[0].argmax(0).numpy()).mean() > 0.999  # float rounding at exact ties only
+    # A stripe a third of a stride-8 cell wide: lost by a nearest-scaled low-resolution argmax,
+    # kept (in part) by the upsampled logits, as training measures it.
+    stripe = np.zeros((2, 4, 4), np.float32)
+    stripe[0] = 1.0
+    stripe[1, :, 1] = 1.4  # class 1 wins one column of cells by a little
+    coarse = class_map(stripe, "logits")
+    fine = class_map(stripe, "logits", (32, 32))
+    assert coarse.sum() == 4 and 0 < int(fine.sum()) < 32 * 8  # narrower than a cell column
+    assert np.array_equal(class_map(stripe, "logits", (4, 4)), coarse)  # same size: no resize
