@@ -86,3 +86,38 @@ def test_detection_demo_end_to_end(tmp_path):
     text = console.export_text()
     assert "MOTA / IDF1" in text and "test mAP@[.5:.95] int8-cpu" in text
     assert (tmp_path / "demo" / "tracks.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_segmentation_demo_end_to_end(tmp_path):
+    from rich.console import Console
+
+    from edgevision.cli.demo import stage_table, summary_table
+
+    cfg = DemoConfig(
+        out=tmp_path / "demo",
+        task="segmentation",
+        scenes=24,
+        seg_size="96x64",
+        clip_seconds=2,
+        clip_size=(96, 64),
+        epochs=1,
+        calib_size=16,
+        iterations=10,
+        budget_ms=1000.0,
+        threads=1,
+        quiet=True,
+    )
+    console = Console(record=True, width=160)
+    result = run_demo(cfg, console)
+    assert [s.name for s in result.stages] == ["data", "train", "build", "profile", "run"]
+    build, run = result.stage("build"), result.stage("run")
+    assert build["accuracy"]["int8-cpu"]["metric"] == "mIoU"
+    assert 0.0 <= result.stage("train")["test_miou"] <= 1.0
+    assert run["frames"] == 30 and len(list((tmp_path / "demo" / "clip_masks").glob("*.png"))) == 30
+    assert 0.0 <= run["clip_miou"] <= 100.0 and set(run["clip_per_class_iou"]) >= {"road"}
+    console.print(summary_table(result), stage_table(result))
+    text = console.export_text()
+    assert "clip mIoU against its per-frame masks" in text and "test mIoU int8-cpu" in text
+    again = run_demo(cfg, console)  # reused, the demo's own mask folder is no obstacle
+    assert all(s.reused for s in again.stages)

@@ -15,6 +15,8 @@ HELP = """Run the main job end to end on generated data. --task detection (defau
 scenes with several signs and a dash-cam clip → fine-tune the detector on EfficientNet-Lite0 →
 INT8 bundle verified by mAP → profile FP32 vs INT8 with a budget → run on the clip with
 tracking, scored against its ground truth (MOTA, IDF1, signs with one track). --task
+segmentation: road scenes with per-pixel masks → EfficientNet-Lite0 + LR-ASPP → INT8 verified
+by mIoU → profile → the clip's class maps scored against its per-frame masks. --task
 classification: road-sign crops → the classifier → … → the clip's per-frame labels. Finished
 stages are reused on a re-run unless --fresh."""
 
@@ -26,9 +28,13 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for every output."),
         fresh: bool = typer.Option(False, help="Redo every stage."),
-        task: str = typer.Option("detection", help="detection or classification."),
-        scenes: int = typer.Option(600, help="Detection: synthetic road scenes."),
-        epochs: int = typer.Option(20, help="Fine-tuning epochs (early stopping may end sooner)."),
+        task: str = typer.Option("detection", help="detection, segmentation or classification."),
+        scenes: int = typer.Option(600, help="Detection / segmentation: synthetic road scenes."),
+        epochs: int | None = typer.Option(
+            None,
+            help="Fine-tuning epochs (default 20; segmentation 8; early stopping may end sooner).",
+            show_default=False,
+        ),
         per_class: int = typer.Option(100, help="Classification: synthetic images per class."),
         budget_ms: float | None = typer.Option(
             None, help="p99 latency budget of the deployed model (default 50 ms; 25 classifier)."
@@ -65,6 +71,7 @@ def summary_table(result: DemoResult):  # -> rich.table.Table
     prof, run = result.stage("profile"), result.stage("run")
     acc, lat = build["accuracy"], prof["latency_ms"]
     detection = "test_map" in train
+    segmentation = "test_miou" in train
     table = Table(title="edgevision demo: summary", show_lines=False)
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -73,6 +80,11 @@ def summary_table(result: DemoResult):  # -> rich.table.Table
             "val / test mAP@[.5:.95] (mAP@.5) after fine-tuning (PyTorch)",
             f"{100 * train['val_map']:.1f} ({100 * train['val_map50']:.1f}) / "
             f"{100 * train['test_map']:.1f} ({100 * train['test_map50']:.1f})",
+        )
+    elif segmentation:
+        table.add_row(
+            "val / test mIoU after fine-tuning (PyTorch)",
+            f"{100 * train['val_miou']:.1f} / {100 * train['test_miou']:.1f}",
         )
     else:
         table.add_row(
@@ -113,6 +125,15 @@ def summary_table(result: DemoResult):  # -> rich.table.Table
             "tracks / switches / misses / false positives",
             f"{run['tracks']} / {t['switches']} / {t['misses']} / {t['false_positives']}",
         )
+    elif segmentation:
+        per_class = "  ".join(
+            f"{name} {iou:.1f}"
+            for name, iou in run["clip_per_class_iou"].items()
+            if iou is not None
+        )
+        table.add_row("clip mIoU against its per-frame masks", f"{run['clip_miou']:.1f}")
+        table.add_row("clip IoU per class", per_class)
+        table.add_row("mask to frame (upsample) p99 per frame", f"{run['upsample_p99_ms']:.2f} ms")
     else:
         table.add_row(
             "events agreeing with the clip's ground truth", f"{100 * run['agreement']:.1f}%"
