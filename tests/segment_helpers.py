@@ -184,3 +184,17 @@ def write_square_dataset(
             cv2.imwrite(str(base / "masks" / f"{k:04d}.png"), mask)
             k += 1
     return root
+
+
+def segmentation_bundle(root: Path, size: tuple[int, int] = (64, 96)) -> Path:
+    """A segmentation bundle (fp32 only) of `square_segmenter_onnx`: background / square."""
+    from edgevision.bundle import write_bundle
+
+    root.mkdir(parents=True, exist_ok=True)
+    onnx_path = square_segmenter_onnx(root / "seg.onnx", *size)
+    return write_bundle(
+        root / "seg-bundle",
+        {"model.fp32.onnx": onnx_path},
+        segmentation_spec(size=size),
+        {"fp32": {"file": "model.fp32.onnx", "precision": "fp32", "target": "any"}},
+    )

@@ -62,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip-seconds", type=float, default=10.0)
     p.add_argument("--work", help="folder for data, runs and bundles (default: temporary)")
     p.add_argument("--json", default="runs/bench_segment.json")
+    p.add_argument(
+        "--reuse-runs",
+        action="store_true",
+        help="with --work: take finished training runs from WORK/<candidate> (no training)",
+    )
     p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -100,6 +105,25 @@ def train_candidate(name: str, data: Path, work: Path, args: argparse.Namespace)
         "train_s": m["run"]["train_s"],
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
+    }
+
+
+def reused_candidate(name: str, work: Path) -> dict:
+    """A finished run's figures, read back from its ``metrics.json`` (``--reuse-runs``)."""
+    run = work / name
+    m = json.loads((run / "metrics.json").read_text())
+    return {
+        "candidate": name,
+        "run": str(run),
+        "reused": True,
+        "test_miou": m["test"]["miou"],
+        "test_mean_dice": m["test"]["mean_dice"],
+        "test_per_class_iou": {k: v["iou"] for k, v in m["test"]["per_class"].items()},
+        "val_miou": m["val"]["miou"],
+        "wall_s": m["run"]["wall_s"],
+        "train_s": m["run"]["train_s"],
+        "epochs_run": m["run"]["epochs_run"],
+        "best_epoch": m["run"]["best_epoch"],
     }
 
 
@@ -308,12 +332,16 @@ def main(argv: list[str] | None = None) -> int:
         from edgevision.data.synth_segment import generate_segmentation_dataset
 
         t0 = time.perf_counter()
-        data, _ = generate_segmentation_dataset(
-            work / "scenes", count=args.images, seed=args.seed, progress=False
-        )
+        if not args.reuse_runs:
+            data, _ = generate_segmentation_dataset(
+                work / "scenes", count=args.images, seed=args.seed, progress=False
+            )
         results["data_s"] = round(time.perf_counter() - t0, 1)
         results["train"] = []
         for name in names:
+            if args.reuse_runs:
+                results["train"].append(reused_candidate(name, work))
+                continue
             print(f"training {name} …", flush=True)
             results["train"].append(train_candidate(name, data, work, args))
             print(f"  {name}: test mIoU {results['train'][-1]['test_miou']:.2f}", flush=True)

@@ -230,3 +230,21 @@ def test_runs_in_a_bare_venv_without_torch(bundle, clip, tmp_path):
     assert run.returncode == 0, run.stderr
     kinds = [json.loads(line)["event"] for line in tracks.read_text().splitlines()]
     assert kinds == ["appeared", "left"]
+    # and a segmentation bundle: the class map onto each frame, areas, mask PNGs, no torch
+    from tests.segment_helpers import segmentation_bundle
+
+    seg = segmentation_bundle(tmp_path / "seg")
+    frames, masks = tmp_path / "seg.jsonl", tmp_path / "masks"
+    args = [seg, "--source", moving, "--events", frames, "--masks", masks, "--mask-every", "6"]
+    run = subprocess.run(
+        [str(venv / "bin" / "edgevision"), "run", *map(str, args), "--threads", "1", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in frames.read_text().splitlines()]
+    assert len(lines) == 24 and set(lines[5]["segmentation"]["areas"]) == {"background", "square"}
+    assert lines[5]["segmentation"]["areas"]["square"] > 0  # the white square is on frame 5
+    assert sorted(p.name for p in masks.iterdir()) == [f"{i:06d}.png" for i in (0, 6, 12, 18)]
