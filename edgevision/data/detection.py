@@ -25,6 +25,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,10 @@ import numpy as np
 
 from edgevision.data.dataset import DEFAULT_RATIOS, ImageStore, Reader, check_ratios
 from edgevision.data.images import IMAGE_EXTENSIONS, read_image
+from edgevision.data.multisplit import Stratifier, TaskSplit
 from edgevision.data.split import SPLITS
 from edgevision.errors import CorruptImageError, DataError, DependencyError
-from edgevision.fileio import atomic_write_json, check_version, read_json
+from edgevision.fileio import read_json
 from edgevision.registry import Registry
 
 SCHEMA_VERSION = 1
@@ -103,8 +105,16 @@ class DetectionSample:
         return cls(str(row["path"]), int(row["width"]), int(row["height"]), boxes, labels)
 
 
+# Each box counts for its class: an image's rarest class is its class with the fewest boxes.
+_STRATIFIER: Stratifier[DetectionSample] = Stratifier(
+    attrgetter("labels"),
+    few_fix="add images (with or without boxes), or give the splits as folders",
+    empty_fix="add images to it",
+)
+
+
 @dataclass
-class DetectionSplit:
+class DetectionSplit(TaskSplit):
     """Detection samples per split (``items["train"|"val"|"test"]``), plus what was not usable.
 
     ``skipped`` lists whole images or files left out, ``issues`` boxes dropped or changed; both
@@ -117,22 +127,15 @@ class DetectionSplit:
     items: dict[str, list[DetectionSample]] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
     issues: list[dict[str, str]] = field(default_factory=list)
+    # For TaskSplit (split.json, load, labelled_paths); class attributes, not fields.
+    TASK = "detection"
+    SCHEMA = SCHEMA_VERSION
+    SAMPLE = DetectionSample
+    STRATIFIER = _STRATIFIER
 
     def paths(self, split: str) -> list[tuple[Path, DetectionSample]]:
         """Absolute image paths and samples of one split."""
-        if split not in self.items:
-            raise DataError(f"split {split!r} does not exist", f"use one of {sorted(self.items)}")
-        return [(self.root / s.path, s) for s in self.items[split]]
-
-    def labelled_paths(self, split: str) -> list[tuple[Path, str | None]]:
-        """Absolute paths and each image's rarest class in the split (None for a negative):
-        what calibration stratifies by, so every class's images are sampled."""
-        samples = self.paths(split)
-        counts = np.bincount([y for _, s in samples for y in s.labels], minlength=len(self.labels))
-        return [
-            (path, self.labels[min(s.labels, key=lambda y: (counts[y], y))] if s.labels else None)
-            for path, s in samples
-        ]
+        return [(self.root / s.path, s) for s in self._samples(split)]
 
     def counts(self) -> dict[str, dict[str, Any]]:
         """Per split: ``images``, ``boxes``, ``negatives`` (images without boxes), ``per_class``
@@ -150,61 +153,6 @@ class DetectionSplit:
                 "per_class": per_class,
             }
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": "detection",
-            "schema_version": SCHEMA_VERSION,
-            "root": str(self.root),
-            "format": self.format,
-            "labels": list(self.labels),
-            "items": {k: [s.to_dict() for s in v] for k, v in self.items.items()},
-            "skipped": self.skipped,
-            "issues": self.issues,
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the split as JSON (atomically)."""
-        return atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> DetectionSplit:
-        """Read a split written by `save`; a classification split is a `DataError`."""
-        path = Path(path)
-        data = read_json(path, "split file", DataError, "train with `edgevision train`")
-        if not isinstance(data, dict):
-            raise DataError(f"split file {path} is malformed: not a JSON object")
-        if data.get("task") != "detection":
-            what = "a classification split (no 'task' key)"
-            if "task" in data:
-                what = f"a split for task {data['task']!r}"
-            raise DataError(
-                f"split file {path} is not a detection split: it is {what}",
-                "give the split.json of a detection run, or scan the detection dataset again",
-            )
-        check_version(
-            data.get("schema_version"),
-            SCHEMA_VERSION,
-            f"split file {path}",
-            DataError,
-            "scan the dataset again with this edgevision",
-        )
-        try:
-            labels = [str(name) for name in data["labels"]]
-            items = {
-                str(k): [DetectionSample.from_dict(row, len(labels)) for row in v]
-                for k, v in data["items"].items()
-            }
-            return cls(
-                root=Path(data["root"]),
-                labels=labels,
-                format=str(data["format"]),
-                items=items,
-                skipped=list(data.get("skipped", [])),
-                issues=list(data.get("issues", [])),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise DataError(f"split file {path} is malformed: {exc}") from None
 
 
 # -- what one annotation source gave -------------------------------------------------------
@@ -480,7 +428,7 @@ def _category_difference(a: list[tuple[int, str]], b: list[tuple[int, str]]) -> 
 def _scan_coco(data: Path, ratios: Sequence[float], seed: int, reader: Reader) -> DetectionSplit:
     cats, found = _read_coco(data, data, reader)
     _require_boxes(data, found, COCO_FIX)
-    items = _assign(found.samples, SPLITS, check_ratios(ratios), seed, str(data))
+    items = _STRATIFIER.assign(found.samples, SPLITS, check_ratios(ratios), seed, str(data))
     return DetectionSplit(data, [n for _, n in cats], "coco", items, found.skipped, found.issues)
 
 
@@ -512,7 +460,7 @@ def _scan_coco_splits(
         found.merge(split_found)
         given[name] = split_found.samples
     _require_boxes(data, found, COCO_FIX)
-    items = _complete_splits(data, given, ratios, seed)
+    items = _STRATIFIER.complete(data, given, ratios, seed)
     return DetectionSplit(data, [n for _, n in cats], "coco", items, found.skipped, found.issues)
 
 
@@ -718,7 +666,7 @@ def _scan_yolo(data: Path, ratios: Sequence[float], seed: int, reader: Reader) -
     labels, ids = _yolo_names(data)
     found = _read_yolo(data, data / "images", data / "labels", ids, reader)
     _require_boxes(data, found, YOLO_FIX)
-    items = _assign(found.samples, SPLITS, check_ratios(ratios), seed, str(data))
+    items = _STRATIFIER.assign(found.samples, SPLITS, check_ratios(ratios), seed, str(data))
     return DetectionSplit(data, labels, "yolo", items, found.skipped, found.issues)
 
 
@@ -735,7 +683,7 @@ def _scan_yolo_splits(
         found.merge(split_found)
         given[name] = split_found.samples
     _require_boxes(data, found, YOLO_FIX)
-    items = _complete_splits(data, given, ratios, seed)
+    items = _STRATIFIER.complete(data, given, ratios, seed)
     return DetectionSplit(data, labels, "yolo", items, found.skipped, found.issues)
 
 
@@ -754,105 +702,6 @@ def _require_boxes(data: Path, found: _Found, fix: str) -> None:
     if found.issues:
         why += f"; first issue: {found.issues[0]['path']}: {found.issues[0]['reason']}"
     raise DataError(f"{data}: {len(found.samples)} images{skipped}, {why}", fix)
-
-
-def _complete_splits(
-    data: Path, given: dict[str, list[DetectionSample]], ratios: Sequence[float], seed: int
-) -> dict[str, list[DetectionSample]]:
-    """User-given splits as they are; a missing val or test is carved from train (stratified)."""
-    for name, samples in given.items():
-        if not samples:
-            raise DataError(f"{data / name} has no usable images", "add images to it")
-    missing = [name for name in SPLITS if name not in given]
-    items = {name: sorted(given[name], key=lambda s: s.path) for name in given}
-    if missing:
-        names = ["train", *missing]
-        shares = [ratios[SPLITS.index(name)] for name in names]
-        carved = _assign(
-            given["train"], names, [r / sum(shares) for r in shares], seed, str(data / "train")
-        )
-        items.update(carved)
-    return {name: items[name] for name in SPLITS}
-
-
-def _strata(samples: Sequence[DetectionSample]) -> list[list[DetectionSample]]:
-    """Samples grouped by their rarest class (by boxes over the dataset); negatives last."""
-    totals = Counter(y for s in samples for y in s.labels)
-    groups: dict[int, list[DetectionSample]] = {}
-    for sample in samples:
-        rarest = min(set(sample.labels), key=lambda y: (totals[y], y), default=-1)
-        groups.setdefault(rarest, []).append(sample)
-    order = sorted(groups, key=lambda y: (y < 0, totals[y], y))
-    return [groups[y] for y in order]
-
-
-def _quota(n: int, ratios: Sequence[float], done: Sequence[int]) -> list[int]:
-    """How many of the next stratum of ``n`` go to each split (train first).
-
-    Cumulative rounding: after each stratum every split holds its ratio of the images seen so
-    far (to one image), so each stratum is cut in proportion and the totals match the ratios;
-    train keeps at least one image of every stratum (a class's rarest images).
-    """
-    total = sum(done) + n
-    rest = [
-        max(0, math.floor(total * r + 0.5) - d) for r, d in zip(ratios[1:], done[1:], strict=True)
-    ]
-    while sum(rest) > n - 1:
-        rest[rest.index(max(rest))] -= 1
-    return [n - sum(rest), *rest]
-
-
-def _assign(
-    samples: Sequence[DetectionSample],
-    names: Sequence[str],
-    ratios: Sequence[float],
-    seed: int,
-    what: str,
-) -> dict[str, list[DetectionSample]]:
-    """Seeded, stratified cut of ``samples`` into ``names`` (train first) by ``ratios``."""
-    if len(samples) < len(names):
-        raise DataError(
-            f"{what} has {len(samples)} usable image(s); a {'/'.join(names)} split needs at "
-            f"least {len(names)}",
-            "add images (with or without boxes), or give the splits as folders",
-        )
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[DetectionSample]] = {name: [] for name in names}
-    for group in _strata(sorted(samples, key=lambda s: s.path)):
-        order = [group[i] for i in rng.permutation(len(group))]
-        quota = _quota(len(order), ratios, [len(out[name]) for name in names])
-        start = 0
-        for name, count in zip(names, quota, strict=True):
-            out[name] += order[start : start + count]
-            start += count
-    _fill_empty(out, names)
-    _cover_classes(out, names)
-    return {name: sorted(out[name], key=lambda s: s.path) for name in names}
-
-
-def _fill_empty(out: dict[str, list[DetectionSample]], names: Sequence[str]) -> None:
-    """Give an empty split the training image train can spare best (its classes most common)."""
-    for name in names[1:]:
-        if out[name]:
-            continue
-        train = out[names[0]]
-        present = Counter(y for s in train for y in set(s.labels))
-        spare = [min((present[y] for y in s.labels), default=len(train) + 1) for s in train]
-        pick = max(range(len(train)), key=lambda i: (spare[i], i))
-        out[name].append(train.pop(pick))
-
-
-def _cover_classes(out: dict[str, list[DetectionSample]], names: Sequence[str]) -> None:
-    """Move an image into train for each class with 3+ images that train would lack."""
-    images = Counter(y for split in out.values() for s in split for y in set(s.labels))
-    for y in sorted(images):
-        if images[y] < 3 or any(y in s.labels for s in out[names[0]]):
-            continue
-        donors = [n for n in names[1:] if len(out[n]) > 1 and any(y in s.labels for s in out[n])]
-        if donors:
-            donor = max(donors, key=lambda n: len(out[n]))
-            pick = next(i for i, s in enumerate(out[donor]) if y in s.labels)
-            out[names[0]].append(out[donor].pop(pick))
 
 
 # -- public entry points -------------------------------------------------------------------

@@ -465,26 +465,20 @@ def _roadside_object(
         )
 
 
-def draw_road(
-    style: SceneStyle, w: int, h: int, distance: float, vp: tuple[float, float]
-) -> np.ndarray:
-    """A road scene seen from a car that has driven ``distance`` metres; ``vp`` is the vanishing
-    point. Lane dashes and roadside objects move towards the camera as ``distance`` grows."""
-    img = _sky_and_ground(style, w, h, vp[1])
+def _road_layout(
+    style: SceneStyle, w: int, distance: float, vp: tuple[float, float]
+) -> tuple[float, np.ndarray, list[np.ndarray], list[tuple[float, float, int]]]:
+    """What `draw_road` draws over `_sky_and_ground`, in its order: the focal length, the road
+    polygon, the lane markings (edge lines, then the centre dashes) and the roadside objects
+    ``(z, x, kind)``, far ones first."""
     f = 0.8 * w
     z_near, z_far = 0.5, 400.0
     left, right = -3.6 - style.lane_offset, 3.6 - style.lane_offset
-    cv2.fillPoly(
-        img, [_ground_poly(vp, f, left, right, z_near, z_far)], style.road, cv2.LINE_AA, shift=4
-    )
-    for edge in (left + 0.3, right - 0.3):
-        cv2.fillPoly(
-            img,
-            [_ground_poly(vp, f, edge - 0.08, edge + 0.08, z_near, z_far)],
-            WHITE,
-            cv2.LINE_AA,
-            shift=4,
-        )
+    road = _ground_poly(vp, f, left, right, z_near, z_far)
+    marks = [
+        _ground_poly(vp, f, edge - 0.08, edge + 0.08, z_near, z_far)
+        for edge in (left + 0.3, right - 0.3)
+    ]
     if style.centre_dashes:
         x = -style.lane_offset
         start = -(distance % _DASH_PERIOD)
@@ -493,20 +487,35 @@ def draw_road(
             if z0 + 3.0 <= z_near:
                 continue
             z0 = max(z0, z_near)
-            cv2.fillPoly(
-                img,
-                [_ground_poly(vp, f, x - 0.08, x + 0.08, z0, z0 + 3.0)],
-                WHITE,
-                cv2.LINE_AA,
-                shift=4,
-            )
+            marks.append(_ground_poly(vp, f, x - 0.08, x + 0.08, z0, z0 + 3.0))
     objects = []
     for x, offset, kind in style.roadside:
         for k in range(6):
             z = (offset * _OBJECT_PERIOD - distance) % _OBJECT_PERIOD + k * _OBJECT_PERIOD + 2.0
             objects.append((z, x - style.lane_offset, kind))
-    for z, x, kind in sorted(objects, reverse=True):  # far ones first
+    return f, road, marks, sorted(objects, reverse=True)
+
+
+def _draw_marks(img: np.ndarray, marks: list[np.ndarray]) -> None:
+    for poly in marks:
+        cv2.fillPoly(img, [poly], WHITE, cv2.LINE_AA, shift=4)
+
+
+def _draw_roadside(img: np.ndarray, vp, f: float, objects: list[tuple[float, float, int]]) -> None:
+    for z, x, kind in objects:
         _roadside_object(img, vp, f, x, z, kind, 20.0 * (kind == 0) * (x > 0))
+
+
+def draw_road(
+    style: SceneStyle, w: int, h: int, distance: float, vp: tuple[float, float]
+) -> np.ndarray:
+    """A road scene seen from a car that has driven ``distance`` metres; ``vp`` is the vanishing
+    point. Lane dashes and roadside objects move towards the camera as ``distance`` grows."""
+    img = _sky_and_ground(style, w, h, vp[1])
+    f, road, marks, objects = _road_layout(style, w, distance, vp)
+    cv2.fillPoly(img, [road], style.road, cv2.LINE_AA, shift=4)
+    _draw_marks(img, marks)
+    _draw_roadside(img, vp, f, objects)
     return img
 
 

@@ -26,17 +26,18 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgevision.data.dataset import DEFAULT_RATIOS, ImageStore, Reader, check_ratios
-from edgevision.data.detection import _check_names, _files, _quota, _rel
+from edgevision.data.detection import _check_names, _files, _rel
 from edgevision.data.images import IMAGE_EXTENSIONS, read_image
+from edgevision.data.multisplit import Stratifier, TaskSplit
 from edgevision.data.split import SPLITS
 from edgevision.errors import CorruptImageError, DataError
-from edgevision.fileio import atomic_write_json, check_version, read_json
 from edgevision.opencv import cv2
 from edgevision.registry import Registry
 
@@ -108,8 +109,16 @@ class SegmentationSample:
         )
 
 
+# A mask's classes are distinct: an image's rarest class is its class the fewest images hold.
+_STRATIFIER: Stratifier[SegmentationSample] = Stratifier(
+    attrgetter("classes"),
+    few_fix="add images with masks, or give the splits as folders",
+    empty_fix="add images with masks to it",
+)
+
+
 @dataclass
-class SegmentationSplit:
+class SegmentationSplit(TaskSplit):
     """Segmentation samples per split (``items["train"|"val"|"test"]``), plus what was not usable.
 
     ``skipped`` lists images (or masks) left out, ``issues`` dataset-wide remarks; both as
@@ -122,28 +131,15 @@ class SegmentationSplit:
     items: dict[str, list[SegmentationSample]] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
     issues: list[dict[str, str]] = field(default_factory=list)
-
-    def _samples(self, split: str) -> list[SegmentationSample]:
-        if split not in self.items:
-            raise DataError(f"split {split!r} does not exist", f"use one of {sorted(self.items)}")
-        return self.items[split]
+    # For TaskSplit (split.json, load, labelled_paths); class attributes, not fields.
+    TASK = "segmentation"
+    SCHEMA = SCHEMA_VERSION
+    SAMPLE = SegmentationSample
+    STRATIFIER = _STRATIFIER
 
     def paths(self, split: str) -> list[tuple[Path, Path, SegmentationSample]]:
         """Absolute image and mask paths and the samples of one split."""
         return [(self.root / s.path, self.root / s.mask, s) for s in self._samples(split)]
-
-    def labelled_paths(self, split: str) -> list[tuple[Path, str | None]]:
-        """Absolute image paths and each image's rarest class in the split (the class fewest of
-        the split's images hold): what calibration stratifies by, so every class is sampled."""
-        samples = self._samples(split)
-        held = Counter(c for s in samples for c in s.classes)
-        return [
-            (
-                self.root / s.path,
-                self.labels[min(s.classes, key=lambda c: (held[c], c))] if s.classes else None,
-            )
-            for s in samples
-        ]
 
     def image_classes(self, split: str) -> dict[Path, tuple[str, ...]]:
         """Absolute image path → the names of every class its mask holds (calibration checks
@@ -171,61 +167,6 @@ class SegmentationSplit:
                 "images_per_class": images,
             }
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": "segmentation",
-            "schema_version": SCHEMA_VERSION,
-            "root": str(self.root),
-            "format": self.format,
-            "labels": list(self.labels),
-            "items": {k: [s.to_dict() for s in v] for k, v in self.items.items()},
-            "skipped": self.skipped,
-            "issues": self.issues,
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the split as JSON (atomically)."""
-        return atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SegmentationSplit:
-        """Read a split written by `save`; another task's split is a `DataError`."""
-        path = Path(path)
-        data = read_json(path, "split file", DataError, "train with `edgevision train`")
-        if not isinstance(data, dict):
-            raise DataError(f"split file {path} is malformed: not a JSON object")
-        if data.get("task") != "segmentation":
-            what = "a classification split (no 'task' key)"
-            if "task" in data:
-                what = f"a split for task {data['task']!r}"
-            raise DataError(
-                f"split file {path} is not a segmentation split: it is {what}",
-                "give the split.json of a segmentation run, or scan the segmentation dataset again",
-            )
-        check_version(
-            data.get("schema_version"),
-            SCHEMA_VERSION,
-            f"split file {path}",
-            DataError,
-            "scan the dataset again with this edgevision",
-        )
-        try:
-            labels = [str(name) for name in data["labels"]]
-            items = {
-                str(k): [SegmentationSample.from_dict(row, len(labels)) for row in v]
-                for k, v in data["items"].items()
-            }
-            return cls(
-                root=Path(data["root"]),
-                labels=labels,
-                format=str(data["format"]),
-                items=items,
-                skipped=list(data.get("skipped", [])),
-                issues=list(data.get("issues", [])),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise DataError(f"split file {path} is malformed: {exc}") from None
 
 
 # -- reading a mask ------------------------------------------------------------------------
@@ -492,90 +433,6 @@ def _unused_classes(labels: Sequence[str], found: _Found) -> list[dict[str, str]
     ]
 
 
-def _strata(samples: Sequence[SegmentationSample]) -> list[list[SegmentationSample]]:
-    """Samples grouped by their rarest class (held by the fewest images), rarest first."""
-    held = Counter(c for s in samples for c in s.classes)
-    groups: dict[int, list[SegmentationSample]] = {}
-    for sample in samples:
-        rarest = min(sample.classes, key=lambda c: (held[c], c), default=-1)
-        groups.setdefault(rarest, []).append(sample)
-    order = sorted(groups, key=lambda c: (c < 0, held[c], c))
-    return [groups[c] for c in order]
-
-
-def _fill_empty(out: dict[str, list[SegmentationSample]], names: Sequence[str]) -> None:
-    """Give an empty split the training image train can spare best (its classes most common)."""
-    for name in names[1:]:
-        if out[name]:
-            continue
-        train = out[names[0]]
-        held = Counter(c for s in train for c in s.classes)
-        spare = [min((held[c] for c in s.classes), default=len(train) + 1) for s in train]
-        pick = max(range(len(train)), key=lambda i: (spare[i], i))
-        out[name].append(train.pop(pick))
-
-
-def _cover_classes(out: dict[str, list[SegmentationSample]], names: Sequence[str]) -> None:
-    """Move an image into train for each class in 3+ images that train would lack."""
-    images = Counter(c for split in out.values() for s in split for c in s.classes)
-    for c in sorted(images):
-        if images[c] < 3 or any(c in s.classes for s in out[names[0]]):
-            continue
-        donors = [n for n in names[1:] if len(out[n]) > 1 and any(c in s.classes for s in out[n])]
-        if donors:
-            donor = max(donors, key=lambda n: len(out[n]))
-            pick = next(i for i, s in enumerate(out[donor]) if c in s.classes)
-            out[names[0]].append(out[donor].pop(pick))
-
-
-def _assign(
-    samples: Sequence[SegmentationSample],
-    names: Sequence[str],
-    ratios: Sequence[float],
-    seed: int,
-    what: str,
-) -> dict[str, list[SegmentationSample]]:
-    """Seeded cut of ``samples`` into ``names`` (train first) by ``ratios``, stratified by each
-    image's rarest class (the same approach as the detection split)."""
-    if len(samples) < len(names):
-        raise DataError(
-            f"{what} has {len(samples)} usable image(s); a {'/'.join(names)} split needs at "
-            f"least {len(names)}",
-            "add images with masks, or give the splits as folders",
-        )
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[SegmentationSample]] = {name: [] for name in names}
-    for group in _strata(sorted(samples, key=lambda s: s.path)):
-        order = [group[i] for i in rng.permutation(len(group))]
-        quota = _quota(len(order), ratios, [len(out[name]) for name in names])
-        start = 0
-        for name, count in zip(names, quota, strict=True):
-            out[name] += order[start : start + count]
-            start += count
-    _fill_empty(out, names)
-    _cover_classes(out, names)
-    return {name: sorted(out[name], key=lambda s: s.path) for name in names}
-
-
-def _complete_splits(
-    data: Path, given: dict[str, list[SegmentationSample]], ratios: Sequence[float], seed: int
-) -> dict[str, list[SegmentationSample]]:
-    """User-given splits as they are; a missing val or test is carved from train (stratified)."""
-    for name, samples in given.items():
-        if not samples:
-            raise DataError(f"{data / name} has no usable images", "add images with masks to it")
-    missing = [name for name in SPLITS if name not in given]
-    items = {name: sorted(given[name], key=lambda s: s.path) for name in given}
-    if missing:
-        names = ["train", *missing]
-        shares = [ratios[SPLITS.index(name)] for name in names]
-        carved = _assign(
-            given["train"], names, [r / sum(shares) for r in shares], seed, str(data / "train")
-        )
-        items.update(carved)
-    return {name: items[name] for name in SPLITS}
-
-
 def _scan_masks(
     data: Path, ratios: Sequence[float], seed: int, reader: Reader
 ) -> SegmentationSplit:
@@ -583,7 +440,7 @@ def _scan_masks(
     labels = _class_names(data, [])
     found = _read_folder(data, data, len(labels), reader)
     _require_samples(data, found)
-    items = _assign(found.samples, SPLITS, ratios, seed, str(data))
+    items = _STRATIFIER.assign(found.samples, SPLITS, ratios, seed, str(data))
     issues = _unused_classes(labels, found)
     return SegmentationSplit(data, labels, "masks", items, found.skipped, issues)
 
@@ -600,7 +457,7 @@ def _scan_masks_splits(
         found.merge(split_found)
         given[folder.name] = split_found.samples
     _require_samples(data, found)
-    items = _complete_splits(data, given, ratios, seed)
+    items = _STRATIFIER.complete(data, given, ratios, seed)
     issues = _unused_classes(labels, found)
     return SegmentationSplit(data, labels, "masks", items, found.skipped, issues)
 

@@ -10,6 +10,11 @@ image do not depend on which other classes or how many images were generated. Re
 backgrounds come from scikit-learn's sample images when scikit-learn is installed (the
 ``[train]`` extra); without it those draws fall back to procedural backgrounds, so the bytes
 for a seed are the same on every machine with the same libraries, not across installs.
+
+The private helpers here (seeded streams, vanishing point, backgrounds and the car ahead, the
+seeded JPEG quality, PNG encoding, the contact-sheet grid, count and output checks, and
+`_writing`: progress plus the atomic dataset folder with ``synth.json``) serve the detection
+and segmentation generators too.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import json
 import math
 import os
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +60,11 @@ _JPEG_QUALITY = (30, 95)
 def _rng(seed: int, name: str, index: int) -> np.random.Generator:
     # crc32, not hash(): Python salts str hashes per process.
     return np.random.default_rng([int(seed), zlib.crc32(name.encode()), int(index)])
+
+
+def _vanishing_point(rng: np.random.Generator, w: int, h: int) -> tuple[float, float]:
+    """Where a scene's road meets the horizon: the first draws of every scene's generator."""
+    return (w * rng.uniform(0.3, 0.7), h * rng.uniform(0.35, 0.55))
 
 
 # ---------------------------------------------------------------------------- backgrounds
@@ -112,24 +124,29 @@ def _clutter(rng: np.random.Generator, w: int, h: int, vp) -> np.ndarray:
     return img
 
 
-def _road(rng: np.random.Generator, w: int, h: int, vp) -> np.ndarray:
-    img = draw_road(SceneStyle.sample(rng), w, h, rng.uniform(0, 1000), vp)
-    if rng.uniform() < 0.35:  # a car ahead, as dark box with tail lights
-        z = rng.uniform(6, 40)
-        f = 0.8 * w
-        cw, ch = f * 1.8 / z, f * 1.4 / z
-        cx, base = vp[0] + f * rng.uniform(-0.5, 0.5) / z, vp[1] + f * 1.3 / z
-        color = tuple(float(c) for c in rng.uniform(20, 200, 3))
-        p0, p1 = (round(cx - cw / 2), round(base - ch)), (round(cx + cw / 2), round(base))
+def _car(rng: np.random.Generator, w: int, vp) -> Callable[[np.ndarray], None]:
+    """A car ahead on the road, as a box with tail lights: its draws from ``rng`` are made now,
+    the returned function paints it onto a picture."""
+    z = rng.uniform(6, 40)
+    f = 0.8 * w
+    cw, ch = f * 1.8 / z, f * 1.4 / z
+    cx, base = vp[0] + f * rng.uniform(-0.5, 0.5) / z, vp[1] + f * 1.3 / z
+    color = tuple(float(c) for c in rng.uniform(20, 200, 3))
+    p0, p1 = (round(cx - cw / 2), round(base - ch)), (round(cx + cw / 2), round(base))
+
+    def draw(img: np.ndarray) -> None:
         cv2.rectangle(img, p0, p1, color, -1, cv2.LINE_AA)
         for x in (p0[0] + cw * 0.12, p1[0] - cw * 0.12):
-            cv2.circle(
-                img,
-                (round(x), round(base - ch * 0.45)),
-                max(1, round(cw * 0.07)),
-                (20, 20, 220),
-                -1,
-            )
+            center = (round(x), round(base - ch * 0.45))
+            cv2.circle(img, center, max(1, round(cw * 0.07)), (20, 20, 220), -1)
+
+    return draw
+
+
+def _road(rng: np.random.Generator, w: int, h: int, vp) -> np.ndarray:
+    img = draw_road(SceneStyle.sample(rng), w, h, rng.uniform(0, 1000), vp)
+    if rng.uniform() < 0.35:
+        _car(rng, w, vp)(img)
     return img
 
 
@@ -139,6 +156,12 @@ _BACKGROUNDS: tuple[tuple[Callable[..., np.ndarray], float], ...] = (
     (_photo, 0.2),
     (_clutter, 0.2),
 )
+
+
+def _background(rng: np.random.Generator, w: int, h: int, vp) -> np.ndarray:
+    """One of `_BACKGROUNDS`, drawn by its odds."""
+    kinds, odds = zip(*_BACKGROUNDS, strict=True)
+    return kinds[int(rng.choice(len(kinds), p=odds))](rng, w, h, vp)
 
 
 # ---------------------------------------------------------------------------- signs
@@ -199,9 +222,8 @@ def render_sample(
         raise DataError(f"unknown class {name!r}", f"use some of: {', '.join(CLASSES)}")
     w, h = parse_size(size)
     rng = _rng(seed, name, index)
-    vp = (w * rng.uniform(0.3, 0.7), h * rng.uniform(0.35, 0.55))
-    kinds, odds = zip(*_BACKGROUNDS, strict=True)
-    img = kinds[int(rng.choice(len(kinds), p=odds))](rng, w, h, vp)
+    vp = _vanishing_point(rng, w, h)
+    img = _background(rng, w, h, vp)
     if name != BACKGROUND:
         scale = math.exp(rng.uniform(math.log(MIN_SIGN_SCALE), math.log(MAX_SIGN_SCALE)))
         quad = _add_sign(img, rng, name, vp, scale, max_cut=0.2)
@@ -217,7 +239,11 @@ def encode_sample(
     name: str, index: int, seed: int = 0, size: tuple[int, int] = (160, 120)
 ) -> bytes:
     """`render_sample` as JPEG bytes at a seeded quality in 30–95."""
-    img = render_sample(name, index, seed, size)
+    return _jpeg(render_sample(name, index, seed, size), seed, name, index)
+
+
+def _jpeg(img: np.ndarray, seed: int, name: str, index: int) -> bytes:
+    """``img`` as JPEG bytes at a quality in `_JPEG_QUALITY` seeded from ``(seed, name, index)``."""
     # A separate stream so the quality does not shift the picture's own draws.
     quality = int(
         _rng(seed, name + "#jpeg", index).integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1)
@@ -228,16 +254,39 @@ def encode_sample(
     return buf.tobytes()
 
 
+def _png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:  # pragma: no cover - OpenCV always has a PNG encoder
+        raise RuntimeError("OpenCV could not encode a PNG")
+    return buf.tobytes()
+
+
+def _grid(cells: Sequence[np.ndarray], columns: int, pad: int = 2) -> np.ndarray:
+    """Equal-sized ``cells`` in rows of ``columns`` on white, ``pad`` pixels apart."""
+    (ch, cw), cols = cells[0].shape[:2], min(columns, len(cells))
+    rows = math.ceil(len(cells) / cols)
+    sheet = np.full((rows * (ch + pad) + pad, cols * (cw + pad) + pad, 3), 255, np.uint8)
+    for n, cell in enumerate(cells):
+        y, x = pad + (n // cols) * (ch + pad), pad + (n % cols) * (cw + pad)
+        sheet[y : y + ch, x : x + cw] = cell
+    return sheet
+
+
 # ---------------------------------------------------------------------------- the dataset
+
+
+def _split_names(classes: Iterable[str]) -> list[str]:
+    """The names of a class selection: one string or several, commas allowed inside items."""
+    if isinstance(classes, str):
+        classes = [classes]
+    return [c.strip() for item in classes for c in str(item).split(",") if c.strip()]
 
 
 def resolve_classes(classes: Iterable[str] | None) -> list[str]:
     """Validate a class selection (commas allowed inside items); None means all of `CLASSES`."""
     if classes is None:
         return list(CLASSES)
-    if isinstance(classes, str):
-        classes = [classes]
-    names = [c.strip() for item in classes for c in str(item).split(",") if c.strip()]
+    names = _split_names(classes)
     unknown = [c for c in names if c not in CLASSES]
     if unknown:
         raise DataError(
@@ -260,6 +309,37 @@ def _check_out(out: Path) -> None:
         )
 
 
+def _check_count(count: int, what: str, fix: str) -> None:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise DataError(f"{what} {count!r} must be a whole number >= 1", fix)
+
+
+def _scene_meta(
+    generator: str, task: str, seed: int, images: int, size: tuple[int, int], classes: list[str]
+) -> dict[str, Any]:
+    """``synth.json`` of a dataset of scenes (detection, segmentation)."""
+    w, h = size
+    return {
+        "generator": generator,
+        "task": task,
+        "seed": int(seed),
+        "images": images,
+        "size": [w, h],
+        "classes": classes,
+    }
+
+
+@contextmanager
+def _writing(
+    out: Path, meta: dict[str, Any], total: int, description: str, progress: bool
+) -> Iterator[tuple[Path, Callable[..., None]]]:
+    """The temp folder that replaces ``out`` on success, and a progress bar's ``advance`` over
+    ``total`` items; ``meta`` is written last, as ``synth.json`` (what `_check_out` looks for)."""
+    with progress_bar(total, description, progress) as advance, atomic_dir(out) as tmp:
+        yield tmp, advance
+        atomic_write_json(tmp / META_FILE, meta)
+
+
 def generate_dataset(
     out: str | os.PathLike[str],
     per_class: int = 100,
@@ -273,11 +353,7 @@ def generate_dataset(
     ``size`` is ``(width, height)`` or ``"160x120"``; ``classes`` defaults to all of `CLASSES`.
     A previous synthetic dataset at ``out`` is replaced; any other non-empty folder is refused.
     """
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise DataError(
-            f"per-class count {per_class!r} must be a whole number >= 1",
-            "pass e.g. --per-class 100",
-        )
+    _check_count(per_class, "per-class count", "pass e.g. --per-class 100")
     w, h = parse_size(size)
     names = resolve_classes(classes)
     out = Path(out)
@@ -290,10 +366,7 @@ def generate_dataset(
         "size": [w, h],
         "classes": names,
     }
-    with (
-        progress_bar(len(names) * per_class, "synth signs", progress) as advance,
-        atomic_dir(out) as tmp,
-    ):
+    with _writing(out, meta, len(names) * per_class, "synth signs", progress) as (tmp, advance):
         for name in names:
             (tmp / name).mkdir()
             for i in range(per_class):
@@ -301,7 +374,6 @@ def generate_dataset(
                     encode_sample(name, i, seed, (w, h))
                 )
                 advance()
-        atomic_write_json(tmp / META_FILE, meta)
     return out
 
 
@@ -348,10 +420,7 @@ def contact_sheet(
             sheet[y : y + cell_height, x : x + cell_w] = cv2.resize(
                 img, (cell_w, cell_height), interpolation=cv2.INTER_AREA
             )
-    ok, buf = cv2.imencode(".png", sheet)
-    if not ok:  # pragma: no cover
-        raise RuntimeError("OpenCV could not encode a PNG")
-    return atomic_write_bytes(out_png, buf.tobytes())
+    return atomic_write_bytes(out_png, _png(sheet))
 
 
 def read_meta(dataset_dir: str | os.PathLike[str]) -> dict:

@@ -44,13 +44,25 @@ from edgevision.data.render import (
     draw_sign,
     ground_y,
     parse_size,
-    progress_bar,
     sign_quad,
     sign_template,
 )
-from edgevision.data.synth import _BACKGROUNDS, _JPEG_QUALITY, META_FILE, _check_out, _occlude, _rng
+from edgevision.data.synth import (
+    _background,
+    _check_count,
+    _check_out,
+    _grid,
+    _jpeg,
+    _occlude,
+    _png,
+    _rng,
+    _scene_meta,
+    _split_names,
+    _vanishing_point,
+    _writing,
+)
 from edgevision.errors import DataError
-from edgevision.fileio import atomic_dir, atomic_write_bytes, atomic_write_json, read_json
+from edgevision.fileio import atomic_write_bytes, atomic_write_json, read_json
 from edgevision.opencv import cv2
 
 DETECTION_CLASSES: list[str] = list(SIGN_CLASSES)  # a detector has no "background" class
@@ -230,9 +242,7 @@ def resolve_detection_classes(classes: Iterable[str] | None) -> list[str]:
     """Validate a class selection (commas allowed inside items); None means all 12 signs."""
     if classes is None:
         return list(DETECTION_CLASSES)
-    if isinstance(classes, str):
-        classes = [classes]
-    names = [c.strip() for item in classes for c in str(item).split(",") if c.strip()]
+    names = _split_names(classes)
     unknown = [c for c in names if c not in DETECTION_CLASSES]
     hint = f"use some of: {', '.join(DETECTION_CLASSES)}"
     if unknown:
@@ -247,9 +257,8 @@ def _scene(
     index: int, seed: int, w: int, h: int, names: Sequence[str]
 ) -> tuple[np.ndarray, list[_Sign]]:
     rng = _rng(seed, _NAME, index)
-    vp = (w * rng.uniform(0.3, 0.7), h * rng.uniform(0.35, 0.55))
-    kinds, odds = zip(*_BACKGROUNDS, strict=True)
-    img = kinds[int(rng.choice(len(kinds), p=odds))](rng, w, h, vp)
+    vp = _vanishing_point(rng, w, h)
+    img = _background(rng, w, h, vp)
     signs = _plan_signs(rng, w, h, vp, names)
     _draw_signs(img, signs, rng, vp)
     return camera_effects(img, rng), signs
@@ -269,17 +278,6 @@ def render_scene(
     w, h = parse_size(size)
     img, signs = _scene(index, seed, w, h, resolve_detection_classes(classes))
     return img, [{"label": s.name, "box": list(s.box)} for s in signs]
-
-
-def _encode(img: np.ndarray, index: int, seed: int) -> bytes:
-    # A separate stream so the quality does not shift the picture's own draws.
-    quality = int(
-        _rng(seed, _NAME + "#jpeg", index).integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1)
-    )
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:  # pragma: no cover - OpenCV always has a JPEG encoder
-        raise RuntimeError("OpenCV could not encode a JPEG")
-    return buf.tobytes()
 
 
 # ---------------------------------------------------------------------------- the dataset
@@ -331,34 +329,23 @@ def generate_detection_dataset(
     ``size`` is ``(width, height)`` or ``"320x240"``; ``classes`` defaults to all 12 signs.
     A previous synthetic dataset at ``out`` is replaced; any other non-empty folder is refused.
     """
-    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-        raise DataError(
-            f"image count {images!r} must be a whole number >= 1", "pass e.g. --images 600"
-        )
+    _check_count(images, "image count", "pass e.g. --images 600")
     w, h = parse_size(size)
     names = resolve_detection_classes(classes)
     out = Path(out)
     _check_out(out)
     digits = max(6, len(str(images - 1)))
     entries = []
-    meta = {
-        "generator": GENERATOR,
-        "task": "detection",
-        "seed": int(seed),
-        "images": images,
-        "size": [w, h],
-        "classes": names,
-    }
-    with progress_bar(images, "synth scenes", progress) as advance, atomic_dir(out) as tmp:
+    meta = _scene_meta(GENERATOR, "detection", seed, images, (w, h), names)
+    with _writing(out, meta, images, "synth scenes", progress) as (tmp, advance):
         (tmp / IMAGES_DIR).mkdir()
         for i in range(images):
             img, signs = _scene(i, seed, w, h, names)
             file_name = f"{i:0{digits}d}.jpg"
-            (tmp / IMAGES_DIR / file_name).write_bytes(_encode(img, i, seed))
+            (tmp / IMAGES_DIR / file_name).write_bytes(_jpeg(img, seed, _NAME, i))
             entries.append((file_name, [{"label": s.name, "box": s.box} for s in signs]))
             advance()
         atomic_write_json(tmp / ANNOTATIONS_FILE, _coco(entries, w, h, names, seed))
-        atomic_write_json(tmp / META_FILE, meta)
     return out
 
 
@@ -410,19 +397,11 @@ def detection_contact_sheet(
         raise DataError(f"{root / ANNOTATIONS_FILE} lists no images", "generate the dataset")
     first = entries[0]
     k = cell_width / first["width"]
-    cell_h, pad = round(first["height"] * k), 2
-    cols = min(columns, len(entries))
-    rows = math.ceil(len(entries) / cols)
-    sheet = np.full(
-        (rows * (cell_h + pad) + pad, cols * (cell_width + pad) + pad, 3), 255, np.uint8
-    )
-    for n, entry in enumerate(entries):
+    cell_h = round(first["height"] * k)
+    cells = []
+    for entry in entries:
         img = read_image(root / IMAGES_DIR / entry["file_name"])
         img = cv2.resize(img, (cell_width, cell_h), interpolation=cv2.INTER_AREA)
         _draw_boxes(img, by_image.get(entry["id"], []), names, k)
-        y, x = pad + (n // cols) * (cell_h + pad), pad + (n % cols) * (cell_width + pad)
-        sheet[y : y + cell_h, x : x + cell_width] = img
-    ok, buf = cv2.imencode(".png", sheet)
-    if not ok:  # pragma: no cover
-        raise RuntimeError("OpenCV could not encode a PNG")
-    return atomic_write_bytes(out_png, buf.tobytes())
+        cells.append(img)
+    return atomic_write_bytes(out_png, _png(_grid(cells, columns)))

@@ -34,7 +34,6 @@ how many images were generated. numpy + OpenCV only.
 from __future__ import annotations
 
 import copy
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -45,13 +44,11 @@ import numpy as np
 
 from edgevision.data.images import read_image
 from edgevision.data.render import (
-    _DASH_PERIOD,
-    _OBJECT_PERIOD,
     SIGN_CLASSES,
-    WHITE,
     SceneStyle,
-    _ground_poly,
-    _roadside_object,
+    _draw_marks,
+    _draw_roadside,
+    _road_layout,
     _sky_and_ground,
     camera_effects,
     draw_pole,
@@ -68,9 +65,22 @@ from edgevision.data.segmentation import (
     MASKS_DIR,
     read_mask,
 )
-from edgevision.data.synth import _JPEG_QUALITY, META_FILE, _check_out, _occlude, _rng
+from edgevision.data.synth import (
+    _car,
+    _check_count,
+    _check_out,
+    _grid,
+    _jpeg,
+    _occlude,
+    _png,
+    _rng,
+    _scene_meta,
+    _split_names,
+    _vanishing_point,
+    _writing,
+)
 from edgevision.data.synth_detect import _plan_signs
-from edgevision.data.video import _SPEED_MS, FOURCC, DashCam, _open_writer, count_frames
+from edgevision.data.video import _SPEED_MS, FOURCC, DashCam, _writing_clip
 from edgevision.errors import DataError
 from edgevision.fileio import (
     atomic_dir,
@@ -89,7 +99,6 @@ FALLBACK = {"lane_marking": "road", "road": "background", "sign": "background"}
 
 _NAME = "segmentation"  # the key of the per-image random streams
 _P_CAR = 0.35
-_Z_NEAR, _Z_FAR = 0.5, 400.0  # draw_road's road extent, metres
 _MASK_NAME = re.compile(r"^\d{6,}\.png$")
 
 Draw = Callable[[np.ndarray], Any]
@@ -103,9 +112,7 @@ def resolve_segmentation_classes(classes: Iterable[str] | None) -> list[str]:
     """
     if classes is None:
         return list(SEGMENTATION_CLASSES)
-    if isinstance(classes, str):
-        classes = [classes]
-    names = [c.strip() for item in classes for c in str(item).split(",") if c.strip()]
+    names = _split_names(classes)
     hint = f"use some of: {', '.join(SEGMENTATION_CLASSES)}"
     unknown = [c for c in names if c not in SEGMENTATION_CLASSES]
     if unknown:
@@ -180,59 +187,10 @@ def _paint_road(
 ) -> None:
     """`draw_road`'s road, markings and roadside objects (same calls, same order, so the same
     pixels) onto a picture that holds `_sky_and_ground`, as layers of ``p``."""
-    f = 0.8 * w
-    left, right = -3.6 - style.lane_offset, 3.6 - style.lane_offset
-    road = _ground_poly(vp, f, left, right, _Z_NEAR, _Z_FAR)
+    f, road, marks, objects = _road_layout(style, w, distance, vp)
     p.layer("road", lambda c: cv2.fillPoly(c, [road], style.road, cv2.LINE_AA, shift=4))
-    marks = [
-        _ground_poly(vp, f, edge - 0.08, edge + 0.08, _Z_NEAR, _Z_FAR)
-        for edge in (left + 0.3, right - 0.3)
-    ]
-    if style.centre_dashes:
-        x = -style.lane_offset
-        start = -(distance % _DASH_PERIOD)
-        for k in range(40):
-            z0 = _Z_NEAR + start + k * _DASH_PERIOD
-            if z0 + 3.0 <= _Z_NEAR:
-                continue
-            z0 = max(z0, _Z_NEAR)
-            marks.append(_ground_poly(vp, f, x - 0.08, x + 0.08, z0, z0 + 3.0))
-
-    def markings(c: np.ndarray) -> None:
-        for poly in marks:
-            cv2.fillPoly(c, [poly], WHITE, cv2.LINE_AA, shift=4)
-
-    p.layer("lane_marking", markings)
-    objects = []
-    for x, offset, kind in style.roadside:
-        for k in range(6):
-            z = (offset * _OBJECT_PERIOD - distance) % _OBJECT_PERIOD + k * _OBJECT_PERIOD + 2.0
-            objects.append((z, x - style.lane_offset, kind))
-    objects.sort(reverse=True)  # far ones first
-
-    def roadside(c: np.ndarray) -> None:
-        for z, x, kind in objects:
-            _roadside_object(c, vp, f, x, z, kind, 20.0 * (kind == 0) * (x > 0))
-
-    p.layer("background", roadside)
-
-
-def _paint_car(p: _Painter, rng: np.random.Generator, w: int, vp: tuple[float, float]) -> None:
-    """A car ahead on the road (as `edgevision.data.synth`'s road scenes have): background."""
-    z = rng.uniform(6, 40)
-    f = 0.8 * w
-    cw, ch = f * 1.8 / z, f * 1.4 / z
-    cx, base = vp[0] + f * rng.uniform(-0.5, 0.5) / z, vp[1] + f * 1.3 / z
-    color = tuple(float(c) for c in rng.uniform(20, 200, 3))
-    p0, p1 = (round(cx - cw / 2), round(base - ch)), (round(cx + cw / 2), round(base))
-
-    def car(c: np.ndarray) -> None:
-        cv2.rectangle(c, p0, p1, color, -1, cv2.LINE_AA)
-        for x in (p0[0] + cw * 0.12, p1[0] - cw * 0.12):
-            center = (round(x), round(base - ch * 0.45))
-            cv2.circle(c, center, max(1, round(cw * 0.07)), (20, 20, 220), -1)
-
-    p.layer("background", car)
+    p.layer("lane_marking", lambda c: _draw_marks(c, marks))
+    p.layer("background", lambda c: _draw_roadside(c, vp, f, objects))
 
 
 def _paint_sign(
@@ -251,12 +209,12 @@ def _scene(
     index: int, seed: int, w: int, h: int, ids: dict[str, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     rng = _rng(seed, _NAME, index)
-    vp = (w * rng.uniform(0.3, 0.7), h * rng.uniform(0.35, 0.55))
+    vp = _vanishing_point(rng, w, h)
     style = SceneStyle.sample(rng)
     p = _Painter(_sky_and_ground(style, w, h, vp[1]), ids)
     _paint_road(p, style, w, h, rng.uniform(0, 1000), vp)
-    if rng.uniform() < _P_CAR:
-        _paint_car(p, rng, w, vp)
+    if rng.uniform() < _P_CAR:  # a car ahead, as the classification scenes have: background
+        p.layer("background", _car(rng, w, vp))
     for sign in _plan_signs(rng, w, h, vp, SIGN_CLASSES):  # far first
         pole_to = ground_y(vp, sign.scale * h) if sign.pole else None
         _paint_sign(p, sign.name, sign.quad, sign.gain, pole_to)
@@ -277,24 +235,6 @@ def render_segmentation_scene(
     return _scene(index, seed, w, h, _ids(resolve_segmentation_classes(classes)))
 
 
-def _encode(img: np.ndarray, index: int, seed: int) -> bytes:
-    # A separate stream so the quality does not shift the picture's own draws.
-    quality = int(
-        _rng(seed, _NAME + "#jpeg", index).integers(_JPEG_QUALITY[0], _JPEG_QUALITY[1] + 1)
-    )
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:  # pragma: no cover - OpenCV always has a JPEG encoder
-        raise RuntimeError("OpenCV could not encode a JPEG")
-    return buf.tobytes()
-
-
-def _png(mask: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", mask)
-    if not ok:  # pragma: no cover - OpenCV always has a PNG encoder
-        raise RuntimeError("OpenCV could not encode a PNG")
-    return buf.tobytes()
-
-
 # ---------------------------------------------------------------------------- the dataset
 
 
@@ -313,10 +253,7 @@ def generate_segmentation_dataset(
     non-empty folder is refused. Returns ``out`` and a summary: ``images``, ``classes``,
     ``pixels_per_class`` and ``images_per_class`` (by class name).
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise DataError(
-            f"image count {count!r} must be a whole number >= 1", "pass e.g. --images 600"
-        )
+    _check_count(count, "image count", "pass e.g. --images 600")
     w, h = parse_size(size)
     names = resolve_segmentation_classes(classes)
     ids = _ids(names)
@@ -325,28 +262,20 @@ def generate_segmentation_dataset(
     digits = max(6, len(str(count - 1)))
     pixels = np.zeros(len(names), np.int64)
     images = np.zeros(len(names), np.int64)
-    meta = {
-        "generator": GENERATOR,
-        "task": "segmentation",
-        "seed": int(seed),
-        "images": count,
-        "size": [w, h],
-        "classes": names,
-    }
-    with progress_bar(count, "synth scenes", progress) as advance, atomic_dir(out) as tmp:
+    meta = _scene_meta(GENERATOR, "segmentation", seed, count, (w, h), names)
+    with _writing(out, meta, count, "synth scenes", progress) as (tmp, advance):
         (tmp / IMAGES_DIR).mkdir()
         (tmp / MASKS_DIR).mkdir()
         for i in range(count):
             img, mask = _scene(i, seed, w, h, ids)
             stem = f"{i:0{digits}d}"
-            (tmp / IMAGES_DIR / f"{stem}.jpg").write_bytes(_encode(img, i, seed))
+            (tmp / IMAGES_DIR / f"{stem}.jpg").write_bytes(_jpeg(img, seed, _NAME, i))
             (tmp / MASKS_DIR / f"{stem}.png").write_bytes(_png(mask))
             per = np.bincount(mask.ravel(), minlength=len(names))[: len(names)]
             pixels += per
             images += per > 0
             advance()
         atomic_write_text(tmp / CLASSES_FILE, "".join(f"{n}\n" for n in names))
-        atomic_write_json(tmp / META_FILE, meta)
     summary = {
         "images": count,
         "classes": names,
@@ -397,14 +326,7 @@ def segmentation_contact_sheet(
         img = cv2.resize(img, (cell_width, cell_h), interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, (cell_width, cell_h), interpolation=cv2.INTER_NEAREST)
         pairs.append(np.hstack([img, colorize(mask, labels)]))
-    pad, (ph, pw) = 2, pairs[0].shape[:2]
-    cols = min(columns, len(pairs))
-    rows = math.ceil(len(pairs) / cols)
-    sheet = np.full((rows * (ph + pad) + pad, cols * (pw + pad) + pad, 3), 255, np.uint8)
-    for n, pair in enumerate(pairs):
-        y, x = pad + (n // cols) * (ph + pad), pad + (n % cols) * (pw + pad)
-        sheet[y : y + ph, x : x + pw] = pair
-    return atomic_write_bytes(out_png, _png(sheet))
+    return atomic_write_bytes(out_png, _png(_grid(pairs, columns)))
 
 
 # ---------------------------------------------------------------------------- the clip
@@ -480,27 +402,16 @@ def write_segmentation_clip(
     masks_dir = out.with_name(f"{out.stem}.masks")
     _check_masks_dir(masks_dir)
     digits = max(6, len(str(n - 1)))
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.mp4")
-    try:
-        with progress_bar(n, "dash-cam clip", progress) as advance, atomic_dir(masks_dir) as mtmp:
-            writer = _open_writer(tmp, cam.fps, cam.size)
-            try:
-                for i in range(n):
-                    frame, mask = _clip_frame(cam, i, ids)
-                    writer.write(frame)
-                    (mtmp / f"{i:0{digits}d}.png").write_bytes(_png(mask))
-                    advance()
-            finally:
-                writer.release()
-            got = count_frames(tmp)
-            if got != n:
-                raise DataError(
-                    f"the written clip decodes to {got} frames, expected {n}",
-                    "check OpenCV's FFmpeg support (cv2.getBuildInformation())",
-                )
-            os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with (
+        progress_bar(n, "dash-cam clip", progress) as advance,
+        atomic_dir(masks_dir) as mtmp,
+        _writing_clip(out, cam.fps, cam.size, n) as writer,
+    ):
+        for i in range(n):
+            frame, mask = _clip_frame(cam, i, ids)
+            writer.write(frame)
+            (mtmp / f"{i:0{digits}d}.png").write_bytes(_png(mask))
+            advance()
     meta = {
         "task": "segmentation",
         "generator": GENERATOR,

@@ -23,6 +23,7 @@ import math
 import os
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,30 @@ def count_frames(path: str | os.PathLike[str]) -> int:
         cap.release()
 
 
+@contextmanager
+def _writing_clip(
+    out: Path, fps: float, size: tuple[int, int], n: int
+) -> Iterator[cv2.VideoWriter]:
+    """A video writer onto a temp file beside ``out``. On success the clip is decoded back to
+    check that it holds ``n`` frames, then renamed to ``out``; the temp file never stays."""
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.mp4")
+    try:
+        writer = _open_writer(tmp, fps, size)
+        try:
+            yield writer
+        finally:
+            writer.release()
+        got = count_frames(tmp)
+        if got != n:
+            raise DataError(
+                f"the written clip decodes to {got} frames, expected {n}",
+                "check OpenCV's FFmpeg support (cv2.getBuildInformation())",
+            )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_video(
     out: str | os.PathLike[str],
     seconds: float = 20.0,
@@ -279,25 +304,15 @@ def write_video(
     cam = DashCam(seed=seed, size=size, fps=fps)
     n = max(1, round(seconds * cam.fps))
     check_output_file(out, "video path")
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.mp4")
     truths = []
-    try:
-        writer = _open_writer(tmp, cam.fps, cam.size)
-        with progress_bar(n, "dash-cam clip", progress) as advance:
-            for frame, truth in cam.frames(n):
-                writer.write(frame)
-                truths.append(truth)
-                advance()
-        writer.release()
-        got = count_frames(tmp)
-        if got != n:
-            raise DataError(
-                f"the written clip decodes to {got} frames, expected {n}",
-                "check OpenCV's FFmpeg support (cv2.getBuildInformation())",
-            )
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with (
+        _writing_clip(out, cam.fps, cam.size, n) as writer,
+        progress_bar(n, "dash-cam clip", progress) as advance,
+    ):
+        for frame, truth in cam.frames(n):
+            writer.write(frame)
+            truths.append(truth)
+            advance()
     meta = {
         "fps": cam.fps,
         "size": list(cam.size),
