@@ -164,3 +164,74 @@ def _load_local_weights(model: torch.nn.Module, path: Path) -> None:
             f"unexpected {unexpected[:3]}",
             "give weights saved from the same timm architecture",
         )
+
+
+# ------------------------------------------------------------- feature extractors (task models)
+
+
+def timm_features(
+    name: str, weights: str | os.PathLike[str] | None, what: str, **kwargs: Any
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``(full, features)``: the backbone with its weights (`create_model`'s: shipped, timm's
+    or a local file; ``None`` random) and timm's ``features_only`` form of it (``kwargs``, e.g.
+    ``out_indices``), randomly initialised, built in that order. A backbone without that form
+    is an error naming the ``what`` (``"detector"``, ``"segmenter"``) that needs it."""
+    import timm
+
+    full = create_model(name, 1, weights, img_size=None)  # shipped/timm/local weights
+    try:
+        features = timm.create_model(name, features_only=True, **kwargs)
+    except Exception as exc:
+        raise EdgeVisionError(
+            f"backbone {name!r} has no features_only form for a {what}: {exc}",
+            "use a convolutional timm backbone, e.g. efficientnet_lite0 or resnet18",
+        ) from None
+    return full, features
+
+
+def adopt_weights(features: torch.nn.Module, full: torch.nn.Module, name: str) -> list[list[str]]:
+    """Load ``full``'s weights into its feature extractor ``features`` (every parameter of it
+    must get one) and return the extractor's freeze stages: timm's grouping of ``full``
+    (`edgevision.train.freeze.stages`), kept to the parameters ``features`` has, each name
+    prefixed ``backbone.`` (where a `FeatureBackbone` model holds it)."""
+    from edgevision.train.freeze import stages
+
+    missing, _ = features.load_state_dict(full.state_dict(), strict=False)
+    if missing:
+        raise EdgeVisionError(
+            f"backbone {name!r}: its feature extractor does not take the model's weights "
+            f"(missing {missing[:3]})",
+            "use efficientnet_lite0 (default) or another timm CNN with features_only",
+        )
+    have = {n for n, _ in features.named_parameters()}
+    groups = [[f"backbone.{n}" for n in g if n in have] for g in stages(full)]
+    return [g for g in groups if g]
+
+
+class FeatureBackbone:
+    """Mixin of a task model (an ``nn.Module``) whose ``backbone`` is a timm feature extractor:
+    the freeze strategies (`edgevision.train.freeze`) read its stages from `freeze_stages`."""
+
+    backbone: torch.nn.Module
+    num_classes: int
+    input_size: tuple[int, ...]
+    _stages: list[list[str]]
+
+    def _take_backbone(
+        self,
+        backbone: torch.nn.Module,
+        num_classes: int,
+        input_size: tuple[int, int],
+        stages: list[list[str]] | None,
+    ) -> None:
+        """Called right after ``nn.Module.__init__``: ``backbone`` (the first submodule), the
+        class count, the input size (height, width) and the freeze ``stages`` as `adopt_weights`
+        gives them (none: the whole backbone is one stage)."""
+        self.backbone = backbone
+        self.num_classes = int(num_classes)
+        self.input_size = tuple(int(x) for x in input_size)
+        self._stages = stages or [[f"backbone.{n}" for n, _ in backbone.named_parameters()]]
+
+    def freeze_stages(self) -> list[list[str]]:
+        """The backbone's parameter names in stages, input to output (timm's grouping)."""
+        return [list(g) for g in self._stages]

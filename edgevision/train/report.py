@@ -16,6 +16,7 @@ from edgevision.fileio import atomic_write_bytes, atomic_write_json, atomic_writ
 METRICS_JSON = "metrics.json"
 REPORT_TXT = "report.txt"
 CURVES_PNG = "curves.png"
+SPLITS = ("val", "test")  # the splits a run's report covers, in order
 
 
 def pairs_from_confusion(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,9 +96,42 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
     return _save_figure(fig, path)
 
 
+def write_metrics(
+    run_dir: Path, metrics: dict[str, Any], history: list[dict[str, Any]], **lists: list[Any]
+) -> Path:
+    """``run_dir/metrics.json``: the metrics, then the epoch ``history``, then ``lists`` in the
+    order given (``skipped`` files, and ``issues`` where the task records them)."""
+    return atomic_write_json(Path(run_dir) / METRICS_JSON, {**metrics, "history": history, **lists})
+
+
+def _issue_line(item: Any) -> str:
+    if isinstance(item, dict) and "path" in item:
+        reason = item.get("reason") or item.get("message")
+        return f"{item['path']}: {reason}" if reason else str(item["path"])
+    return str(item)
+
+
+def task_text_report(
+    task: str,
+    metrics: dict[str, Any],
+    sections: list[str],
+    skipped: list[dict[str, str]],
+    issues: list[Any],
+) -> str:
+    """report.txt of a detection or segmentation run: a title with the run's facts (backbone,
+    freeze), the task's per-split ``sections`` (lines), then the skipped files and the dataset
+    issues, one a line."""
+    run = metrics.get("run", {})
+    facts = [f"{key} {run[key]}" for key in ("backbone", "freeze") if run.get(key) is not None]
+    lines = [f"edgevision {task} report" + (f": {', '.join(facts)}" if facts else ""), *sections]
+    lines += ["", f"== skipped files: {len(skipped)}", *(_issue_line(s) for s in skipped)]
+    lines += ["", f"== dataset issues: {len(issues)}", *(_issue_line(i) for i in issues)]
+    return "\n".join(lines) + "\n"
+
+
 def _text_report(metrics: dict[str, Any], skipped: list[dict[str, str]]) -> str:
     lines = [f"edgevision train report: {metrics['run']['backbone']}, {metrics['run']['freeze']}"]
-    for name in ("val", "test"):
+    for name in SPLITS:
         if name in metrics:
             m = metrics[name]
             lines += ["", f"== {name}: top-1 {100 * m['top1']:.2f}% ({m['images']} images)"]
@@ -115,9 +149,9 @@ def write_report(
     skipped: list[dict[str, str]],
 ) -> None:
     """metrics.json, report.txt, confusion_{val,test}.png and curves.png in the run folder."""
-    atomic_write_json(run_dir / METRICS_JSON, {**metrics, "history": history, "skipped": skipped})
+    write_metrics(run_dir, metrics, history, skipped=skipped)
     atomic_write_text(run_dir / REPORT_TXT, _text_report(metrics, skipped))
-    for name in ("val", "test"):
+    for name in SPLITS:
         if name in metrics:
             cm = np.asarray(metrics[name]["confusion"])
             title = f"{name}: top-1 {100 * metrics[name]['top1']:.1f}%"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from edgevision.data.dataset import balance_table, scan_dataset
 from edgevision.data.split import Split
 from edgevision.spec import ModelSpec
-from edgevision.tasks.training import Trainer
+from edgevision.tasks.training import Trainer, log_rows
 from edgevision.train import distributed as dist_
 
 
@@ -38,12 +37,8 @@ class ClassificationTrainer(Trainer):
         "val_f1": ("val_f1", 1.0),
         "val_loss": ("val_loss", -1.0),
     }
-
-    def scan(self, config: Any, store: Any) -> Split:
-        return scan_dataset(config.data, config.split, config.seed, store)
-
-    def load_split(self, path: Path) -> Split:
-        return Split.load(path)
+    scanner = staticmethod(scan_dataset)
+    split_type = Split
 
     def make_spec(self, config: Any, split: Split) -> ModelSpec:
         return ModelSpec(
@@ -59,7 +54,9 @@ class ClassificationTrainer(Trainer):
         sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items.items())
         log.info(f"data: {split.root} — {len(split.labels)} classes, {sizes}")
         log.table(balance_table(split))
-        _announce_skipped(log, split.skipped)
+        if split.skipped:
+            header = f"[yellow]skipped {len(split.skipped)} unusable file(s)[/] (see report.txt):"
+            log_rows(log, header, split.skipped)
 
     def datasets(self, split: Split, spec: ModelSpec, store: Any, config: Any) -> dict[str, Any]:
         from edgevision.train.augment import Augmenter
@@ -125,13 +122,6 @@ class ClassificationTrainer(Trainer):
 
         split = run.split
         write_report(run.config.run_dir, metrics, split.labels, history, split.skipped)
-
-
-def _announce_skipped(log: Any, skipped: list[dict[str, str]]) -> None:
-    if skipped:
-        log.info(f"[yellow]skipped {len(skipped)} unusable file(s)[/] (see report.txt):")
-        for item in skipped[:10]:
-            log.info(f"  {item['path']}: {item['reason']}")
 
 
 TRAINER = ClassificationTrainer()

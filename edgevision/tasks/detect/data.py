@@ -10,19 +10,16 @@ asked for: a mirrored sign is another sign.
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from edgevision.data.dataset import ImageStore
 from edgevision.data.detection import DetectionSample
 from edgevision.preprocess import preprocess
-from edgevision.spec import ModelSpec
 from edgevision.tasks.detect.geometry import box_transform, valid_boxes
+from edgevision.train.data import SplitDataset
 
 MIN_BOX_PX = 1.0  # boxes smaller than this in the model input are dropped
 
@@ -54,30 +51,10 @@ def make_augment(level: str, hflip: bool = False, fill: int = 114) -> Any:
     return v2.Compose(ops)
 
 
-class DetectionDataset(Dataset):
+class DetectionDataset(SplitDataset):
     """``(tensor, target)``: ``target = {"boxes": [M, 4] input pixels, "labels": [M]}``."""
 
-    def __init__(
-        self,
-        items: list[tuple[Path, DetectionSample]],
-        spec: ModelSpec,
-        store: ImageStore,
-        augment: Any = None,
-        seed: int = 0,
-    ) -> None:
-        self.items = items
-        self.spec = spec
-        self.store = store
-        self.augment = augment
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Augmentation draws depend on the epoch (and the seed and index, nothing else)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.items)
+    items: list[tuple[Path, DetectionSample]]
 
     def raw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The stored image (BGR uint8) and its boxes (frame pixels) and labels."""
@@ -101,18 +78,13 @@ class DetectionDataset(Dataset):
         from torchvision import tv_tensors
 
         h, w = img.shape[:2]
-        seed = zlib.crc32(f"{self.seed}/{self.epoch}/{index}".encode())
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            image = tv_tensors.Image(torch.from_numpy(img[:, :, ::-1].copy()).permute(2, 0, 1))
-            target = {
-                "boxes": tv_tensors.BoundingBoxes(
-                    torch.from_numpy(boxes), format="XYXY", canvas_size=(h, w)
-                ),
-                "labels": torch.from_numpy(labels.astype(np.int64)),
-            }
-            image, target = self.augment(image, target)
-        out = np.ascontiguousarray(image.permute(1, 2, 0).numpy()[:, :, ::-1])
+        target = {
+            "boxes": tv_tensors.BoundingBoxes(
+                torch.from_numpy(boxes), format="XYXY", canvas_size=(h, w)
+            ),
+            "labels": torch.from_numpy(labels.astype(np.int64)),
+        }
+        out, target = self._augment_v2(img, target, index)
         return out, target["boxes"].numpy().astype(np.float32), target["labels"].numpy()
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevision.errors import EdgeVisionError
+from edgevision.train.backbones import FeatureBackbone, adopt_weights, timm_features
 
 STRIDES = (8, 16, 32)
 NECK_CHANNELS = 64
@@ -106,7 +107,7 @@ def make_points(input_size: tuple[int, int], strides: tuple[int, ...] = STRIDES)
     return torch.cat(points), torch.cat(point_strides)
 
 
-class Detector(nn.Module):
+class Detector(FeatureBackbone, nn.Module):
     """Backbone → neck → head; ``forward`` returns ``(cls_logits, box_raw, quality_logits)``."""
 
     def __init__(
@@ -118,15 +119,12 @@ class Detector(nn.Module):
         stages: list[list[str]] | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.num_classes = int(num_classes)
-        self.input_size = tuple(int(x) for x in input_size)
+        self._take_backbone(backbone, num_classes, input_size, stages)
         self.neck = Neck(list(backbone.feature_info.channels()), channels)
         self.head = Head(num_classes, channels, len(STRIDES))
         points, strides = make_points(self.input_size)
         self.register_buffer("points", points, persistent=False)
         self.register_buffer("strides", strides, persistent=False)
-        self._stages = stages or [[f"backbone.{n}" for n, _ in backbone.named_parameters()]]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.head(self.neck(self.backbone(x)))
@@ -147,10 +145,6 @@ class Detector(nn.Module):
     # freeze strategies (edgevision.train.freeze): the head is neck + head
     def get_classifier(self) -> nn.Module:
         return nn.ModuleList([self.neck, self.head])
-
-    def freeze_stages(self) -> list[list[str]]:
-        """The backbone's parameter names in stages, input to output (timm's grouping)."""
-        return [list(g) for g in self._stages]
 
 
 class DetectorExport(nn.Module):
@@ -184,37 +178,12 @@ def create_detector(
     channels: int = NECK_CHANNELS,
 ) -> Detector:
     """A `Detector` on a timm backbone, its weights loaded as `create_model` loads them."""
-    import timm
-
-    from edgevision.train.backbones import create_model
-
-    full = create_model(backbone, 1, weights, img_size=None)  # shipped/timm/local weights
-    try:
-        features = timm.create_model(backbone, features_only=True, out_indices=(-3, -2, -1))
-    except Exception as exc:
-        raise EdgeVisionError(
-            f"backbone {backbone!r} has no features_only form for a detector: {exc}",
-            "use a convolutional timm backbone, e.g. efficientnet_lite0 or resnet18",
-        ) from None
+    full, features = timm_features(backbone, weights, "detector", out_indices=(-3, -2, -1))
     reductions = tuple(features.feature_info.reduction())
     if reductions != STRIDES:
         raise EdgeVisionError(
             f"backbone {backbone!r} gives feature maps at strides {list(reductions)}",
             f"use a backbone whose last three stages have strides {list(STRIDES)}",
         )
-    missing, _ = features.load_state_dict(full.state_dict(), strict=False)
-    if missing:
-        raise EdgeVisionError(
-            f"backbone {backbone!r}: its feature extractor does not take the model's weights "
-            f"(missing {missing[:3]})",
-            "use efficientnet_lite0 (default) or another timm CNN with features_only",
-        )
-    return Detector(features, num_classes, input_size, channels, _stages(full, features))
-
-
-def _stages(full: nn.Module, features: nn.Module) -> list[list[str]]:
-    from edgevision.train.freeze import stages
-
-    have = {n for n, _ in features.named_parameters()}
-    groups = [[f"backbone.{n}" for n in g if n in have] for g in stages(full)]
-    return [g for g in groups if g]
+    stages = adopt_weights(features, full, backbone)
+    return Detector(features, num_classes, input_size, channels, stages)

@@ -13,14 +13,22 @@ from typing import Any
 import numpy as np
 
 from edgevision.errors import ConfigError, OutputError
-from edgevision.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgevision.fileio import atomic_write_bytes, atomic_write_text
 from edgevision.opencv import cv2
 from edgevision.tasks.detect.draw import draw_detections, draw_truth
 from edgevision.tasks.detect.metrics import Detections, Truth
-from edgevision.train.report import CURVES_PNG, METRICS_JSON, REPORT_TXT, _figure, _save_figure
+from edgevision.train.report import (
+    CURVES_PNG,
+    METRICS_JSON,
+    REPORT_TXT,
+    SPLITS,
+    _figure,
+    _save_figure,
+    task_text_report,
+    write_metrics,
+)
 
 PR_CURVE_PNG = "pr_curve_{split}.png"
-SPLITS = ("val", "test")
 LOSS_PARTS = {"train_loss_cls": "cls", "train_loss_box": "box", "train_loss_obj": "obj"}
 TILE = (360, 480)  # (height, width) of one cell of the example grid, at most
 
@@ -162,13 +170,6 @@ def _split_text(name: str, m: dict[str, Any], labels: Sequence[str]) -> list[str
     ]
 
 
-def _issue_line(item: Any) -> str:
-    if isinstance(item, dict) and "path" in item:
-        reason = item.get("reason") or item.get("message")
-        return f"{item['path']}: {reason}" if reason else str(item["path"])
-    return str(item)
-
-
 def detection_text_report(
     metrics: dict[str, Any],
     labels: Sequence[str],
@@ -177,15 +178,11 @@ def detection_text_report(
 ) -> str:
     """report.txt: run facts, per split mAP, mAP50/75, AP by size and a per-class AP table,
     then the skipped files and the dataset issues."""
-    run = metrics.get("run", {})
-    facts = [f"{key} {run[key]}" for key in ("backbone", "freeze") if run.get(key) is not None]
-    lines = ["edgevision detection report" + (f": {', '.join(facts)}" if facts else "")]
+    sections: list[str] = []
     for name in SPLITS:
         if name in metrics:
-            lines += _split_text(name, metrics[name], labels)
-    lines += ["", f"== skipped files: {len(skipped)}", *(_issue_line(s) for s in skipped)]
-    lines += ["", f"== dataset issues: {len(issues)}", *(_issue_line(i) for i in issues)]
-    return "\n".join(lines) + "\n"
+            sections += _split_text(name, metrics[name], labels)
+    return task_text_report("detection", metrics, sections, skipped, issues)
 
 
 def write_detection_report(
@@ -198,8 +195,7 @@ def write_detection_report(
 ) -> None:
     """metrics.json, report.txt, pr_curve_{val,test}.png and curves.png in the run folder."""
     run_dir = Path(run_dir)
-    document = {**metrics, "history": history, "skipped": skipped, "issues": issues}
-    atomic_write_json(run_dir / METRICS_JSON, document)
+    write_metrics(run_dir, metrics, history, skipped=skipped, issues=issues)
     atomic_write_text(run_dir / REPORT_TXT, detection_text_report(metrics, labels, skipped, issues))
     for name in SPLITS:
         if name in metrics:

@@ -9,7 +9,6 @@ image's own pixels, so COCO's small/medium/large buckets mean what they say.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,12 +59,12 @@ class DetectionTrainer(Trainer):
         "val_loss": ("val_loss", -1.0),
     }
     collate = staticmethod(collate)
-
-    def scan(self, config: Any, store: Any) -> DetectionSplit:
-        return scan_detection(config.data, config.split, config.seed, store)
-
-    def load_split(self, path: Path) -> DetectionSplit:
-        return DetectionSplit.load(path)
+    scanner = staticmethod(scan_detection)
+    split_type = DetectionSplit
+    data_table = staticmethod(detection_table)
+    issue_kind = "box issue(s)"
+    dataset_type = DetectionDataset
+    make_augment = staticmethod(make_augment)
 
     def make_spec(self, config: Any, split: DetectionSplit) -> ModelSpec:
         return ModelSpec(
@@ -81,27 +80,6 @@ class DetectionTrainer(Trainer):
         from edgevision.tasks.detect.model import create_detector
 
         return create_detector(backbone, spec.num_classes, spec.input_size, weights)
-
-    def announce(self, log: Any, split: DetectionSplit) -> None:
-        sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items.items())
-        log.info(f"data: {split.root} ({split.format}) — {len(split.labels)} classes, {sizes}")
-        log.table(detection_table(split))
-        for what, rows in (("unusable file(s)", split.skipped), ("box issue(s)", split.issues)):
-            if rows:
-                log.info(f"[yellow]{len(rows)} {what}[/] (see report.txt):")
-                for item in rows[:10]:
-                    log.info(f"  {item['path']}: {item['reason']}")
-
-    def datasets(
-        self, split: DetectionSplit, spec: ModelSpec, store: Any, config: Any
-    ) -> dict[str, Any]:
-        augment = make_augment(config.augment, config.hflip, fill=spec.pad_value)
-        return {
-            name: DetectionDataset(
-                split.paths(name), spec, store, augment if name == "train" else None, config.seed
-            )
-            for name in split.items
-        }
 
     def loss(self, run: Any, outputs: Any, targets: Any) -> tuple[Any, dict[str, float]]:
         from edgevision.tasks.detect.loss import detection_loss

@@ -14,13 +14,11 @@ scenes are left/right asymmetric (the side of the road the traffic keeps to).
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from edgevision.data.dataset import ImageStore
 from edgevision.data.segmentation import SegmentationSample, read_mask
@@ -28,6 +26,7 @@ from edgevision.preprocess import preprocess
 from edgevision.spec import ModelSpec
 from edgevision.tasks.segment.geometry import mask_to_input
 from edgevision.tasks.segment.spec import IGNORE_INDEX
+from edgevision.train.data import SplitDataset
 
 MASK_CACHE_BYTES = 512 << 20  # decoded masks kept in memory (a mask is 1 byte per pixel)
 STRENGTH = {"none": 0.0, "light": 0.5, "default": 1.0, "strong": 1.5}
@@ -84,9 +83,11 @@ class _MaskStore:
         return mask
 
 
-class SegmentationDataset(Dataset):
+class SegmentationDataset(SplitDataset):
     """``(tensor [3, H, W] float32, mask [H, W] uint8)``: the mask in the model input's
     pixels, 255 where unlabelled (or outside the augmented image)."""
+
+    items: list[tuple[Path, Path, SegmentationSample]]
 
     def __init__(
         self,
@@ -96,20 +97,8 @@ class SegmentationDataset(Dataset):
         augment: Any = None,
         seed: int = 0,
     ) -> None:
-        self.items = items
-        self.spec = spec
-        self.store = store
-        self.augment = augment
-        self.seed = seed
-        self.epoch = 0
+        super().__init__(items, spec, store, augment, seed)
         self.masks = _MaskStore()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Augmentation draws depend on the epoch (and the seed and index, nothing else)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.items)
 
     def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The stored image (BGR uint8) and its mask (class ids, the image's pixels)."""
@@ -128,11 +117,5 @@ class SegmentationDataset(Dataset):
     ) -> tuple[np.ndarray, np.ndarray]:
         from torchvision import tv_tensors
 
-        seed = zlib.crc32(f"{self.seed}/{self.epoch}/{index}".encode())
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            image = tv_tensors.Image(torch.from_numpy(img[:, :, ::-1].copy()).permute(2, 0, 1))
-            target = tv_tensors.Mask(torch.from_numpy(mask.copy()))
-            image, target = self.augment(image, target)
-        out = np.ascontiguousarray(image.permute(1, 2, 0).numpy()[:, :, ::-1])
+        out, target = self._augment_v2(img, tv_tensors.Mask(torch.from_numpy(mask.copy())), index)
         return out, np.ascontiguousarray(target.numpy())

@@ -27,13 +27,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevision.errors import EdgeVisionError
+from edgevision.train.backbones import FeatureBackbone, adopt_weights, timm_features
 
 STRIDES = (8, 16)  # (low, high) feature strides; the logits come out at the low one
 INTER_CHANNELS = 128  # LR-ASPP's width (torchvision's lraspp_mobilenet_v3_large)
 _BLOCK = re.compile(r"^blocks\.(\d+)$")
 
 
-class Segmenter(nn.Module):
+class Segmenter(FeatureBackbone, nn.Module):
     """Backbone (strides 8 and 16) → LR-ASPP head; ``forward`` returns the stride-8 logits."""
 
     def __init__(
@@ -47,12 +48,9 @@ class Segmenter(nn.Module):
         from torchvision.models.segmentation.lraspp import LRASPPHead
 
         super().__init__()
-        self.backbone = backbone
-        self.num_classes = int(num_classes)
-        self.input_size = tuple(int(x) for x in input_size)
+        self._take_backbone(backbone, num_classes, input_size, stages)
         low, high = backbone.feature_info.channels()
         self.head = LRASPPHead(low, high, self.num_classes, inter_channels)
-        self._stages = stages or [[f"backbone.{n}" for n, _ in backbone.named_parameters()]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         low, high = self.backbone(x)
@@ -62,10 +60,6 @@ class Segmenter(nn.Module):
     def get_classifier(self) -> nn.Module:
         """The head (trained in every freeze strategy)."""
         return self.head
-
-    def freeze_stages(self) -> list[list[str]]:
-        """The backbone's parameter names in stages, input to output (timm's grouping)."""
-        return [list(g) for g in self._stages]
 
 
 class SegmenterExport(nn.Module):
@@ -133,16 +127,7 @@ def create_segmenter(
     """
     import timm
 
-    from edgevision.train.backbones import create_model
-
-    full = create_model(backbone, 1, weights, img_size=None)  # shipped/timm/local weights
-    try:
-        probe = timm.create_model(backbone, features_only=True)
-    except Exception as exc:
-        raise EdgeVisionError(
-            f"backbone {backbone!r} has no features_only form for a segmenter: {exc}",
-            "use a convolutional timm backbone, e.g. efficientnet_lite0 or resnet18",
-        ) from None
+    full, probe = timm_features(backbone, weights, "segmenter")
     reductions = list(probe.feature_info.reduction())
     if not all(s in reductions for s in STRIDES):
         raise EdgeVisionError(
@@ -153,14 +138,8 @@ def create_segmenter(
     indices = tuple(len(reductions) - 1 - reductions[::-1].index(s) for s in STRIDES)
     features = timm.create_model(backbone, features_only=True, out_indices=indices)
     _drop_unused_blocks(features)
-    missing, _ = features.load_state_dict(full.state_dict(), strict=False)
-    if missing:
-        raise EdgeVisionError(
-            f"backbone {backbone!r}: its feature extractor does not take the model's weights "
-            f"(missing {missing[:3]})",
-            "use efficientnet_lite0 (default) or another timm CNN with features_only",
-        )
-    return Segmenter(features, num_classes, input_size, inter_channels, _stages(full, features))
+    stages = adopt_weights(features, full, backbone)
+    return Segmenter(features, num_classes, input_size, inter_channels, stages)
 
 
 def _drop_unused_blocks(features: nn.Module) -> None:
@@ -172,11 +151,3 @@ def _drop_unused_blocks(features: nn.Module) -> None:
     match = _BLOCK.match(features.feature_info.module_name()[-1])
     if match:
         features.blocks = blocks[: int(match.group(1)) + 1]
-
-
-def _stages(full: nn.Module, features: nn.Module) -> list[list[str]]:
-    from edgevision.train.freeze import stages
-
-    have = {n for n, _ in features.named_parameters()}
-    groups = [[f"backbone.{n}" for n in g if n in have] for g in stages(full)]
-    return [g for g in groups if g]

@@ -28,11 +28,11 @@ from edgevision.tasks.segment.metrics import confusion, scores
 from edgevision.tasks.segment.spec import IGNORE_INDEX, SegmentationOptions
 from edgevision.tasks.training import Trainer
 from edgevision.train import distributed as dist_
+from edgevision.train.report import SPLITS
 
 DRIVABLE = "road"  # a label of this name is the spec's drivable class (free distance ahead)
 IOU_PNG = "iou_per_class.png"
 CONFUSION_PNG = "confusion_{split}.png"
-SPLITS = ("val", "test")
 
 
 def _frac(value: float) -> float:
@@ -59,12 +59,11 @@ class SegmentationTrainer(Trainer):
         "val_miou": ("val_miou", 1.0),
         "val_loss": ("val_loss", -1.0),
     }
-
-    def scan(self, config: Any, store: Any) -> SegmentationSplit:
-        return scan_segmentation(config.data, config.split, config.seed, store)
-
-    def load_split(self, path: Path) -> SegmentationSplit:
-        return SegmentationSplit.load(path)
+    scanner = staticmethod(scan_segmentation)
+    split_type = SegmentationSplit
+    data_table = staticmethod(segmentation_table)
+    dataset_type = SegmentationDataset
+    make_augment = staticmethod(make_augment)
 
     def make_spec(self, config: Any, split: SegmentationSplit) -> ModelSpec:
         labels = tuple(split.labels)
@@ -81,27 +80,6 @@ class SegmentationTrainer(Trainer):
         from edgevision.tasks.segment.model import create_segmenter
 
         return create_segmenter(backbone, spec.num_classes, spec.input_size, weights)
-
-    def announce(self, log: Any, split: SegmentationSplit) -> None:
-        sizes = ", ".join(f"{k} {len(v)}" for k, v in split.items.items())
-        log.info(f"data: {split.root} ({split.format}) — {len(split.labels)} classes, {sizes}")
-        log.table(segmentation_table(split))
-        for what, rows in (("unusable file(s)", split.skipped), ("dataset issue(s)", split.issues)):
-            if rows:
-                log.info(f"[yellow]{len(rows)} {what}[/] (see report.txt):")
-                for item in rows[:10]:
-                    log.info(f"  {item['path']}: {item['reason']}")
-
-    def datasets(
-        self, split: SegmentationSplit, spec: ModelSpec, store: Any, config: Any
-    ) -> dict[str, Any]:
-        augment = make_augment(config.augment, config.hflip, fill=spec.pad_value)
-        return {
-            name: SegmentationDataset(
-                split.paths(name), spec, store, augment if name == "train" else None, config.seed
-            )
-            for name in split.items
-        }
 
     def loss(self, run: Any, outputs: Any, targets: Any) -> tuple[Any, dict[str, float]]:
         from edgevision.tasks.segment.loss import segmentation_loss
@@ -220,24 +198,20 @@ def segmentation_text_report(
     """report.txt: run facts, per split mIoU / mean Dice / pixel accuracy and a per-class
     IoU and Dice table (percent, at the model input's resolution), then skipped files and
     dataset issues."""
-    from edgevision.tasks.detect.report import _issue_line
+    from edgevision.train.report import task_text_report
 
-    run = metrics.get("run", {})
-    facts = [f"{key} {run[key]}" for key in ("backbone", "freeze") if run.get(key) is not None]
-    lines = ["edgevision segmentation report" + (f": {', '.join(facts)}" if facts else "")]
+    sections: list[str] = []
     for name in SPLITS:
         if name in metrics:
             m = metrics[name]
-            lines += [
+            sections += [
                 "",
                 f"== {name}: mIoU {_pct(m['miou'])}  mean Dice {_pct(m['mean_dice'])}  "
                 f"pixel accuracy {_pct(m['pixel_accuracy'])} ({m['images']} images; %, at the "
                 "model input's resolution; - = class in neither truth nor prediction)",
                 *_class_table(m, labels),
             ]
-    lines += ["", f"== skipped files: {len(skipped)}", *(_issue_line(s) for s in skipped)]
-    lines += ["", f"== dataset issues: {len(issues)}", *(_issue_line(i) for i in issues)]
-    return "\n".join(lines) + "\n"
+    return task_text_report("segmentation", metrics, sections, skipped, issues)
 
 
 def plot_confusion(conf: np.ndarray, labels: Sequence[str], title: str, path: Path) -> Path:
@@ -293,12 +267,11 @@ def write_segmentation_report(
     """metrics.json, report.txt, iou_per_class.png, confusion_{val,test}.png and curves.png
     in the run folder."""
     from edgevision.compile.report import plot_per_class_bars
-    from edgevision.fileio import atomic_write_json, atomic_write_text
-    from edgevision.train.report import CURVES_PNG, METRICS_JSON, REPORT_TXT
+    from edgevision.fileio import atomic_write_text
+    from edgevision.train.report import CURVES_PNG, REPORT_TXT, write_metrics
 
     run_dir = Path(run_dir)
-    document = {**metrics, "history": history, "skipped": skipped, "issues": issues}
-    atomic_write_json(run_dir / METRICS_JSON, document)
+    write_metrics(run_dir, metrics, history, skipped=skipped, issues=issues)
     text = segmentation_text_report(metrics, labels, skipped, issues)
     atomic_write_text(run_dir / REPORT_TXT, text)
     present = [name for name in SPLITS if name in metrics]
