@@ -2,6 +2,13 @@
 
 The result is a structured `Evaluation` (top-1, drop in points, agreement with FP32, per-class
 accuracy and drop), so an accuracy-budget search can call `evaluate` in a loop and compare.
+
+What every task's evaluation does the same way lives here too (detection's and segmentation's
+evaluators use it): the held-out part of a split (`held_out`), a dataset folder's unusable
+files and class names (`scan_skipped`, `check_dataset_labels`), the batches and the ONNX
+Runtime sessions of the models compared (`reference_of`, `batched`, `ort_runners`,
+`decode_batches`), and `Comparison`: the drops against the reference and the report's
+per-class table.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,15 +46,24 @@ class EvalSet:
     source: str
 
 
-def eval_set_from_split(split: Split, spec: ModelSpec) -> EvalSet | None:
-    """The split's test images (else its validation images), labels mapped onto the spec's."""
+def held_out(split: Any, logger: logging.Logger = log) -> str | None:
+    """The part of ``split`` an evaluation reads: ``test``, else ``val`` (warned on
+    ``logger``), None when it has neither."""
     for name in ("test", "val"):
         if split.items.get(name):
             if name != "test":
-                log.warning("the split has no test images; evaluating on its %s split", name)
-            items = [(p, _label_index(split.labels[y], spec, p)) for p, y in split.paths(name)]
-            return EvalSet(items, f"{name} split of {split.root}")
+                logger.warning("the split has no test images; evaluating on its %s split", name)
+            return name
     return None
+
+
+def eval_set_from_split(split: Split, spec: ModelSpec) -> EvalSet | None:
+    """The split's test images (else its validation images), labels mapped onto the spec's."""
+    name = held_out(split)
+    if name is None:
+        return None
+    items = [(p, _label_index(split.labels[y], spec, p)) for p, y in split.paths(name)]
+    return EvalSet(items, f"{name} split of {split.root}")
 
 
 def eval_set_from_folder(root: str | os.PathLike[str], spec: ModelSpec) -> EvalSet:
@@ -75,8 +92,85 @@ def _label_index(label: str, spec: ModelSpec, where: Path) -> int:
     return spec.labels.index(label)
 
 
+def check_dataset_labels(
+    names: Sequence[str], spec: ModelSpec, where: Path, what: str, fix: str
+) -> None:
+    """`DataError` when a dataset's class ``names`` (of ``where``) are not all the spec's
+    labels; ``what`` names them in the message (``"label(s)"``), ``fix`` is its hint."""
+    missing = [name for name in names if name not in spec.labels]
+    if missing:
+        raise DataError(
+            f"{what} {', '.join(map(repr, missing))} of {where} are not among the model's "
+            f"labels ({', '.join(spec.labels)})",
+            fix,
+        )
+
+
+def scan_skipped(split: Any, root: Path, logger: logging.Logger = log) -> list[dict[str, str]]:
+    """The files a dataset scan of ``root`` could not use (warned on ``logger``), as an
+    evaluation's ``skipped`` rows: ``{"path", "reason"}`` with the path under the split's root."""
+    if split.skipped:
+        logger.warning("%d file(s) of %s are not usable and left out", len(split.skipped), root)
+    return [{"path": str(split.root / s["path"]), "reason": s["reason"]} for s in split.skipped]
+
+
+class Comparison:
+    """What every task's evaluation (`Evaluation`, a detector's, a segmenter's) derives the
+    same way from its own `score` and `per_class`: the drops against ``reference`` and the
+    report's per-class table."""
+
+    reference: str
+    labels: tuple[str, ...]
+    predictions: Mapping[str, Any]  # model name → its predictions, the reference included
+
+    def score(self, name: str) -> float:
+        """The headline metric of ``name`` in percent."""
+        raise NotImplementedError
+
+    def per_class(self, name: str) -> dict[str, float | None]:
+        """The per-class metric of ``name`` in percent (None for a class without a value)."""
+        raise NotImplementedError
+
+    def drop(self, name: str) -> float:
+        """How many points of the headline metric ``name`` lost against the reference
+        (negative: gained)."""
+        return self.score(self.reference) - self.score(name)
+
+    def per_class_drop(self, name: str) -> dict[str, float | None]:
+        """Per-class points lost against the reference (None where either is undefined)."""
+        ref, got = self.per_class(self.reference), self.per_class(name)
+        return {
+            k: None if ref[k] is None or got[k] is None else ref[k] - got[k]  # type: ignore[operator]
+            for k in ref
+        }
+
+    def per_class_table(self, title: str, counted: str) -> list[str]:
+        """report.md's per-class table after a blank line and ``title``: a row per label with
+        its ``counted`` (the evaluation's ``class_counts()``: boxes, pixels) and every model's
+        `per_class` (%)."""
+        names = list(self.predictions)
+        per_class = {name: self.per_class(name) for name in names}
+        lines = [
+            "",
+            title,
+            "",
+            f"| class | {counted} | " + " | ".join(names) + " |",
+            "|---|---:|" + "---:|" * len(names),
+        ]
+        counts = self.class_counts()  # type: ignore[attr-defined]
+        for label in self.labels:
+            cells = " | ".join(format_cell(per_class[name][label], ".2f") for name in names)
+            lines.append(f"| {label} | {counts[label]} | {cells} |")
+        return lines
+
+
+def format_cell(value: float | None, spec: str) -> str:
+    """A report.md table cell: ``value`` in ``spec``, ``—`` for None."""
+    return "—" if value is None else format(value, spec)
+
+
 @dataclass
-class Evaluation:
+class Evaluation(Comparison):
     """Predictions of several models on the same images, compared with ``reference``."""
 
     labels: tuple[str, ...]
@@ -99,10 +193,6 @@ class Evaluation:
         """Top-1 accuracy of ``name`` in percent."""
         return float(100 * np.mean(self.predictions[name] == self.y_true)) if self.n else 0.0
 
-    def drop(self, name: str) -> float:
-        """How many top-1 points ``name`` lost against the reference (negative: gained)."""
-        return self.top1(self.reference) - self.top1(name)
-
     def agreement(self, name: str) -> float:
         """Percent of images where ``name`` predicts the reference's class."""
         same = self.predictions[name] == self.predictions[self.reference]
@@ -117,11 +207,6 @@ class Evaluation:
                 float(100 * np.mean(self.predictions[name][mask] == i)) if mask.any() else None
             )
         return out
-
-    def per_class_drop(self, name: str) -> dict[str, float | None]:
-        """Per-class points lost against the reference."""
-        ref, got = self.per_class(self.reference), self.per_class(name)
-        return {k: None if ref[k] is None else ref[k] - got[k] for k in ref}  # type: ignore[operator]
 
     def summary(self) -> dict[str, Any]:
         """The accuracy report (JSON-ready)."""
@@ -160,26 +245,18 @@ def evaluate(
     Images are decoded and preprocessed once per batch and fed to all models; unreadable files
     are skipped and counted. The first model (``fp32`` when present) is the reference.
     """
-    from edgevision.backends.ort import OrtRunner
-
     names = list(models)
-    reference = REFERENCE if REFERENCE in models else names[0]
-    runners = [OrtRunner(models[n], threads=threads, name=f"ort:{n}").activate() for n in names]
+    reference = reference_of(models)
     preds: dict[str, list[np.ndarray]] = {n: [] for n in names}
     truth: list[int] = []
     skipped: list[dict[str, str]] = []
-    batches = [
-        eval_set.items[i : i + batch_size] for i in range(0, len(eval_set.items), batch_size)
-    ]
-    try:
+    batches = batched(eval_set.items, batch_size)
+    with ort_runners(models, names, threads) as runners:
         for frames, labels in track(decode_batches(batches, skipped), len(batches), "evaluate"):
             x = preprocess_batch(frames, spec)
             for name, runner in zip(names, runners, strict=True):
                 preds[name].append(next(iter(runner.infer(x).values())).argmax(axis=1))
             truth.extend(labels)
-    finally:
-        for runner in runners:
-            runner.deactivate()
     if skipped:
         log.warning("skipped %d unreadable evaluation image(s)", len(skipped))
     return Evaluation(
@@ -190,6 +267,32 @@ def evaluate(
         skipped,
         reference,
     )
+
+
+def reference_of(models: Mapping[str, Any]) -> str:
+    """The model the others are compared with: ``fp32`` when present, else the first."""
+    return REFERENCE if REFERENCE in models else list(models)[0]
+
+
+def batched(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """``items`` in consecutive batches of ``size`` (the last one shorter)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@contextmanager
+def ort_runners(
+    models: Mapping[str, str | os.PathLike[str]], names: Sequence[str], threads: int = 0
+) -> Iterator[list[Any]]:
+    """An activated ONNX Runtime session (`OrtRunner`, named ``ort:<name>``) per model of
+    ``names``, in that order; all deactivated on the way out."""
+    from edgevision.backends.ort import OrtRunner
+
+    runners = [OrtRunner(models[n], threads=threads, name=f"ort:{n}").activate() for n in names]
+    try:
+        yield runners
+    finally:
+        for runner in runners:
+            runner.deactivate()
 
 
 def decode_batches(

@@ -7,7 +7,6 @@ The implementations are the build's original ones (edgevision/compile: `evaluate
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,9 @@ class ClassificationBuild(BuildHooks):
 
     task = "classification"
     plot_file = "accuracy_per_class.png"
+    split_class = "edgevision.data.split:Split"
+    eval_sets = "edgevision.compile.evaluate"
+    evaluator = "edgevision.compile.evaluate:evaluate"
 
     def output_names(self, spec: Any) -> tuple[str, ...]:
         from edgevision.compile.export import OUTPUT_NAME
@@ -36,35 +38,6 @@ class ClassificationBuild(BuildHooks):
         spec = ModelSpec.load(spec_path, num_outputs=outputs)
         check_input_shape(path, shape, spec)
         return spec, shape, dynamic_dims_note(path, shape, spec)
-
-    def load_split(self, path: Path) -> Any:
-        from edgevision.data.split import Split
-
-        return Split.load(path)
-
-    def eval_set_from_split(self, split: Any, spec: Any) -> Any | None:
-        from edgevision.compile.evaluate import eval_set_from_split
-
-        return eval_set_from_split(split, spec)
-
-    def eval_set_from_folder(self, root: Path, spec: Any) -> Any:
-        from edgevision.compile.evaluate import eval_set_from_folder
-
-        return eval_set_from_folder(root, spec)
-
-    def evaluate(
-        self,
-        models: Mapping[str, Path],
-        eval_set: Any,
-        spec: Any,
-        threads: int = 0,
-        batch_size: int = 32,
-        track: Any = None,
-    ) -> Any:
-        from edgevision.compile.evaluate import evaluate
-        from edgevision.compile.progress import silent
-
-        return evaluate(models, eval_set, spec, threads, batch_size, track or silent)
 
     def check_export(
         self, model: Any, onnx_path: Path, images: Any, spec: Any, **options: Any

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -203,7 +202,12 @@ class DetectionBuild(BuildHooks):
     # whose score sits near the threshold flips either way with any change of its score (the
     # demo detector's INT8: 95.7-96.6 % with mAP unchanged), so 99 % would fail every build.
     float_head = "head"  # the head's final layers and what follows stay float (FLOAT_HEAD_WHY)
+    float_head_why = FLOAT_HEAD_WHY
     min_agreement = 90.0
+    contract = "edgevision.tasks.detect.onnx_contract:check_detector_onnx"
+    split_class = "edgevision.data.detection:DetectionSplit"
+    eval_sets = "edgevision.tasks.detect.evaluate"
+    evaluator = "edgevision.tasks.detect.evaluate:evaluate_detection"
 
     def output_names(self, spec: Any) -> tuple[str, ...]:
         return tuple(spec.detection.outputs)
@@ -213,64 +217,10 @@ class DetectionBuild(BuildHooks):
 
         return model if isinstance(model, DetectorExport) else DetectorExport(model, _k(spec))
 
-    def read_onnx(self, path: Path, spec_path: str | os.PathLike[str]) -> tuple[Any, tuple, list]:
-        from edgevision.compile.source import check_input_shape, dynamic_dims_note
-        from edgevision.spec import ModelSpec
-        from edgevision.tasks.detect.onnx_contract import check_detector_onnx
-
-        spec = ModelSpec.load(spec_path)
-        io = check_detector_onnx(path, spec)
-        check_input_shape(path, io.input_shape, spec)
-        return spec, io.input_shape, [*io.notes, *dynamic_dims_note(path, io.input_shape, spec)]
-
-    def load_split(self, path: Path) -> Any:
-        from edgevision.data.detection import DetectionSplit
-
-        return DetectionSplit.load(path)
-
-    def eval_set_from_split(self, split: Any, spec: Any) -> Any | None:
-        from edgevision.tasks.detect.evaluate import eval_set_from_split
-
-        return eval_set_from_split(split, spec)
-
-    def eval_set_from_folder(self, root: Path, spec: Any) -> Any:
-        from edgevision.tasks.detect.evaluate import eval_set_from_folder
-
-        return eval_set_from_folder(root, spec)
-
-    def evaluate(
-        self,
-        models: Mapping[str, Path],
-        eval_set: Any,
-        spec: Any,
-        threads: int = 0,
-        batch_size: int = 32,
-        track: Any = None,
-    ) -> Any:
-        from edgevision.compile.progress import silent
-        from edgevision.tasks.detect.evaluate import evaluate_detection
-
-        return evaluate_detection(models, eval_set, spec, threads, batch_size, track or silent)
-
     def check_export(
         self, model: Any, onnx_path: Path, images: Any, spec: Any, **options: Any
     ) -> Any:
         return check_detection_export(model, onnx_path, images, spec, **options)
-
-    def default_float_nodes(
-        self, prep: Path, spec: Any, mode: str = "head"
-    ) -> tuple[tuple[str, ...], dict | None]:
-        import onnx
-
-        from edgevision.tasks.detect.onnx_contract import describe_head, head_float_nodes
-
-        model = onnx.load(str(prep), load_external_data=False)
-        nodes = head_float_nodes(model, self.output_names(spec))
-        record = describe_head(model, nodes)
-        if mode == "tail":
-            final = set(record["final_layers"])
-            nodes = tuple(n for n in nodes if n not in final)
-        return nodes, record | {"mode": mode, "nodes": list(nodes), "why": FLOAT_HEAD_WHY[mode]}
 
     def plot(self, evaluation: Any, out: Path) -> Path:
         from edgevision.tasks.detect.evaluate import plot_ap_per_class

@@ -21,7 +21,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgevision.compile.evaluate import decode_batches
+from edgevision.compile.evaluate import (
+    REFERENCE,
+    Comparison,
+    batched,
+    check_dataset_labels,
+    decode_batches,
+    format_cell,
+    held_out,
+    ort_runners,
+    reference_of,
+    scan_skipped,
+)
 from edgevision.compile.progress import Tracker, silent
 from edgevision.data.detection import DetectionSample, is_detection_dataset, scan_detection
 from edgevision.errors import BuildError, DataError
@@ -34,7 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REFERENCE = "fp32"
 EVAL_THRESHOLD = 0.001  # detections kept for mAP: the whole precision/recall curve
 MATCH_IOU = 0.5  # IoU of the agreement and confidence figures
 PLOT = "ap_per_class.png"
@@ -52,14 +62,12 @@ class DetectionEvalSet:
 
 def eval_set_from_split(split: DetectionSplit, spec: ModelSpec) -> DetectionEvalSet | None:
     """The split's test images (else its validation images), labels mapped onto the spec's."""
-    for name in ("test", "val"):
-        if split.items.get(name):
-            if name != "test":
-                log.warning("the split has no test images; evaluating on its %s split", name)
-            index = _label_map(split.labels, spec, split.root)
-            items = [(path, _truth(sample, index)) for path, sample in split.paths(name)]
-            return DetectionEvalSet(items, f"{name} split of {split.root}")
-    return None
+    name = held_out(split, log)
+    if name is None:
+        return None
+    index = _label_map(split.labels, spec, split.root)
+    items = [(path, _truth(sample, index)) for path, sample in split.paths(name)]
+    return DetectionEvalSet(items, f"{name} split of {split.root}")
 
 
 def eval_set_from_folder(root: str | os.PathLike[str], spec: ModelSpec) -> DetectionEvalSet:
@@ -87,21 +95,14 @@ def eval_set_from_folder(root: str | os.PathLike[str], spec: ModelSpec) -> Detec
             "add annotated images to it (images without boxes count as negatives)",
         )
     items = [(split.root / s.path, _truth(s, index)) for s in samples]
-    if split.skipped:
-        log.warning("%d file(s) of %s are not usable and left out", len(split.skipped), root)
-    skipped = [{"path": str(split.root / s["path"]), "reason": s["reason"]} for s in split.skipped]
+    skipped = scan_skipped(split, root, log)
     return DetectionEvalSet(items, f"{split.format} dataset {root}", skipped)
 
 
 def _label_map(names: Sequence[str], spec: ModelSpec, where: Path) -> np.ndarray:
     """Dataset label index → the spec's label index, by name."""
-    missing = [name for name in names if name not in spec.labels]
-    if missing:
-        raise DataError(
-            f"label(s) {', '.join(map(repr, missing))} of {where} are not among the model's "
-            f"labels ({', '.join(spec.labels)})",
-            "evaluate on data annotated with the model's classes only (drop or rename the others)",
-        )
+    fix = "evaluate on data annotated with the model's classes only (drop or rename the others)"
+    check_dataset_labels(names, spec, where, "label(s)", fix)
     return np.asarray([spec.labels.index(name) for name in names], dtype=np.int64)
 
 
@@ -110,7 +111,7 @@ def _truth(sample: DetectionSample, index: np.ndarray) -> Truth:
 
 
 @dataclass
-class DetectionEvaluation:
+class DetectionEvaluation(Comparison):
     """Detections of several models on the same images, compared with ``reference``.
 
     ``predictions`` hold, per model and image, the detections above `EVAL_THRESHOLD` in frame
@@ -163,10 +164,6 @@ class DetectionEvaluation:
         """mAP@.75 of ``name`` in percent."""
         return 100 * self.coco(name)["map75"]
 
-    def drop(self, name: str) -> float:
-        """How many mAP@[.5:.95] points ``name`` lost against the reference (negative: gained)."""
-        return self.score(self.reference) - self.score(name)
-
     def per_class(self, name: str) -> dict[str, float | None]:
         """AP@[.5:.95] per class in percent (None for a class without ground truth)."""
         return _percent(self.coco(name)["per_class"])
@@ -174,11 +171,6 @@ class DetectionEvaluation:
     def per_class_ap50(self, name: str) -> dict[str, float | None]:
         """AP@.5 per class in percent (None for a class without ground truth)."""
         return _percent(self.coco(name)["per_class_ap50"])
-
-    def per_class_drop(self, name: str) -> dict[str, float | None]:
-        """Per-class AP@[.5:.95] points lost against the reference."""
-        ref, got = self.per_class(self.reference), self.per_class(name)
-        return {k: None if ref[k] is None else ref[k] - got[k] for k in ref}  # type: ignore[operator]
 
     # -- the operating point ----------------------------------------------------------------
     def at_threshold(self, name: str) -> list[Detections]:
@@ -327,22 +319,10 @@ class DetectionEvaluation:
                 f"| {name} | {self.score(name):.2f} | {self.map50(name):.2f} | "
                 f"{'—' if own else f'{self.drop(name):.2f}'} | "
                 f"{'—' if own else f'{self.agreement(name):.2f}'} | "
-                f"{_fmt(conf['mean_matched_score'], '.3f')} | "
-                f"{_fmt(conf['threshold_for_reference_precision'], '.3f')} |"
+                f"{format_cell(conf['mean_matched_score'], '.3f')} | "
+                f"{format_cell(conf['threshold_for_reference_precision'], '.3f')} |"
             )
-        names = list(self.predictions)
-        per_class = {name: self.per_class(name) for name in names}
-        lines += [
-            "",
-            "AP@[.5:.95] per class (%):",
-            "",
-            "| class | boxes | " + " | ".join(names) + " |",
-            "|---|---:|" + "---:|" * len(names),
-        ]
-        counts = self.class_counts()
-        for label in self.labels:
-            cells = " | ".join(_fmt(per_class[name][label], ".2f") for name in names)
-            lines.append(f"| {label} | {counts[label]} | {cells} |")
+        lines += self.per_class_table("AP@[.5:.95] per class (%):", "boxes")
         lines += ["", f"![AP per class]({PLOT})"]
         return "\n".join(lines) + "\n"
 
@@ -357,10 +337,6 @@ def _percent(values: Mapping[str, float | None]) -> dict[str, float | None]:
 
 def _rounded(values: Mapping[str, float | None]) -> dict[str, float | None]:
     return {k: None if v is None else round(v, 3) for k, v in values.items()}
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def evaluate_detection(
@@ -378,20 +354,16 @@ def evaluate_detection(
     `EVAL_THRESHOLD`. Unreadable files are skipped and counted. The first model (``fp32`` when
     present) is the reference.
     """
-    from edgevision.backends.ort import OrtRunner
     from edgevision.tasks.detect.postprocess import postprocess
 
     names = list(models)
-    reference = REFERENCE if REFERENCE in models else names[0]
+    reference = reference_of(models)
     boxes_key, scores_key = spec.detection.outputs
-    runners = [OrtRunner(models[n], threads=threads, name=f"ort:{n}").activate() for n in names]
     preds: dict[str, list[Detections]] = {n: [] for n in names}
     truths: list[Truth] = []
     skipped: list[dict[str, str]] = list(eval_set.skipped)
-    batches = [
-        eval_set.items[i : i + batch_size] for i in range(0, len(eval_set.items), batch_size)
-    ]
-    try:
+    batches = batched(eval_set.items, batch_size)
+    with ort_runners(models, names, threads) as runners:
         for frames, batch_truths in track(
             decode_batches(batches, skipped), len(batches), "evaluate"
         ):
@@ -417,9 +389,6 @@ def evaluate_detection(
                     for b, s, size in zip(boxes, scores, sizes, strict=True)
                 ]
             truths.extend(batch_truths)
-    finally:
-        for runner in runners:
-            runner.deactivate()
     if len(skipped) > len(eval_set.skipped):
         log.warning(
             "skipped %d unreadable evaluation image(s)", len(skipped) - len(eval_set.skipped)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edgevision.errors import SpecError
+from edgevision.tasks.spec_section import read_section
 
 BOXES = "boxes"
 SCORES = "scores"
@@ -94,24 +95,7 @@ class DetectionOptions:
     @classmethod
     def from_dict(cls, data: Any) -> DetectionOptions:
         """Strictly read the ``detection`` section of a spec."""
-        if not isinstance(data, dict):
-            raise SpecError(
-                f"ModelSpec detection must be a JSON object, got {type(data).__name__}",
-                'write e.g. {"candidates": 100, "score_threshold": 0.3}',
-            )
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SpecError(
-                f"ModelSpec detection has unknown field(s): {', '.join(unknown)}",
-                f"valid fields are: {', '.join(sorted(known))}",
-            )
-        try:
-            return cls(**data)
-        except SpecError:
-            raise
-        except (TypeError, ValueError) as exc:
-            raise SpecError(f"ModelSpec detection has a value of the wrong type: {exc}") from None
+        return read_section(cls, data, "detection", '{"candidates": 100, "score_threshold": 0.3}')
 
 
 def _whole(value: Any, low: int, high: int) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -183,18 +182,9 @@ def float_head(prep: Path, spec: Any, mode: str = "head") -> tuple[tuple[str, ..
     and every node after them; ``"tail"``: only the nodes after them. The benchmark keeps
     these in float (``--float-head head``) to compare with plain INT8.
     """
-    import onnx
+    from edgevision.tasks.onnx_head import head_in_float
 
-    from edgevision.tasks.detect.onnx_contract import describe_head
-    from edgevision.tasks.segment.onnx_contract import head_float_nodes
-
-    model = onnx.load(str(prep), load_external_data=False)
-    nodes = head_float_nodes(model, spec.segmentation.outputs)
-    record = describe_head(model, nodes)
-    if mode == "tail":
-        final = set(record["final_layers"])
-        nodes = tuple(n for n in nodes if n not in final)
-    return nodes, record | {"mode": mode, "nodes": list(nodes), "why": FLOAT_HEAD_WHY[mode]}
+    return head_in_float(prep, spec.segmentation.outputs, mode, FLOAT_HEAD_WHY)
 
 
 class SegmentationBuild(BuildHooks):
@@ -207,6 +197,11 @@ class SegmentationBuild(BuildHooks):
     # pixels would fail good builds; 95 % still catches a class that INT8 loses.
     min_agreement = 95.0
     float_head = "none"  # plain INT8 by default (PLAIN_WHY); --float-head head/tail to compare
+    float_head_why = FLOAT_HEAD_WHY
+    contract = "edgevision.tasks.segment.onnx_contract:check_segmenter_onnx"
+    split_class = "edgevision.data.segmentation:SegmentationSplit"
+    eval_sets = "edgevision.tasks.segment.evaluate"
+    evaluator = "edgevision.tasks.segment.evaluate:evaluate_segmentation"
 
     def output_names(self, spec: Any) -> tuple[str, ...]:
         return tuple(spec.segmentation.outputs)
@@ -220,54 +215,10 @@ class SegmentationBuild(BuildHooks):
 
         return export_module(model, spec)
 
-    def read_onnx(self, path: Path, spec_path: str | os.PathLike[str]) -> tuple[Any, tuple, list]:
-        from edgevision.compile.source import check_input_shape, dynamic_dims_note
-        from edgevision.spec import ModelSpec
-        from edgevision.tasks.segment.onnx_contract import check_segmenter_onnx
-
-        spec = ModelSpec.load(spec_path)
-        io = check_segmenter_onnx(path, spec)
-        check_input_shape(path, io.input_shape, spec)
-        return spec, io.input_shape, [*io.notes, *dynamic_dims_note(path, io.input_shape, spec)]
-
-    def load_split(self, path: Path) -> Any:
-        from edgevision.data.segmentation import SegmentationSplit
-
-        return SegmentationSplit.load(path)
-
-    def eval_set_from_split(self, split: Any, spec: Any) -> Any | None:
-        from edgevision.tasks.segment.evaluate import eval_set_from_split
-
-        return eval_set_from_split(split, spec)
-
-    def eval_set_from_folder(self, root: Path, spec: Any) -> Any:
-        from edgevision.tasks.segment.evaluate import eval_set_from_folder
-
-        return eval_set_from_folder(root, spec)
-
-    def evaluate(
-        self,
-        models: Mapping[str, Path],
-        eval_set: Any,
-        spec: Any,
-        threads: int = 0,
-        batch_size: int = 32,
-        track: Any = None,
-    ) -> Any:
-        from edgevision.compile.progress import silent
-        from edgevision.tasks.segment.evaluate import evaluate_segmentation
-
-        return evaluate_segmentation(models, eval_set, spec, threads, batch_size, track or silent)
-
     def check_export(
         self, model: Any, onnx_path: Path, images: Any, spec: Any, **options: Any
     ) -> Any:
         return check_segmentation_export(model, onnx_path, images, spec, **options)
-
-    def default_float_nodes(
-        self, prep: Path, spec: Any, mode: str = "head"
-    ) -> tuple[tuple[str, ...], dict | None]:
-        return float_head(prep, spec, mode)
 
     def plot(self, evaluation: Any, out: Path) -> Path:
         from edgevision.tasks.segment.report import write_figures

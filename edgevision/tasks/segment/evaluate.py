@@ -32,7 +32,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgevision.compile.evaluate import decode_batches
+from edgevision.compile.evaluate import (
+    REFERENCE,
+    Comparison,
+    batched,
+    check_dataset_labels,
+    decode_batches,
+    held_out,
+    ort_runners,
+    reference_of,
+    scan_skipped,
+)
 from edgevision.compile.progress import Tracker, silent
 from edgevision.errors import BuildError, DataError
 from edgevision.preprocess import preprocess_batch
@@ -46,7 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REFERENCE = "fp32"
 METRIC = "mIoU"
 EXAMPLES = 4  # images whose class maps the evaluation keeps for the report's overlays
 
@@ -79,14 +88,11 @@ class SegmentationEvalSet:
 
 def _class_index(names: Sequence[str], spec: ModelSpec, where: Path) -> np.ndarray:
     """Dataset mask id → the spec's label id, by name (ids the dataset lacks map to ignore)."""
-    missing = [name for name in names if name not in spec.labels]
-    if missing:
-        raise DataError(
-            f"class(es) {', '.join(map(repr, missing))} of {where} are not among the model's "
-            f"labels ({', '.join(spec.labels)})",
-            "evaluate on masks labelled with the model's classes only (relabel the others "
-            f"{IGNORE_INDEX}, ignore), or give the spec written for this dataset",
-        )
+    fix = (
+        "evaluate on masks labelled with the model's classes only (relabel the others "
+        f"{IGNORE_INDEX}, ignore), or give the spec written for this dataset"
+    )
+    check_dataset_labels(names, spec, where, "class(es)", fix)
     index = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     index[: len(names)] = [spec.labels.index(name) for name in names]
     return index
@@ -94,14 +100,12 @@ def _class_index(names: Sequence[str], spec: ModelSpec, where: Path) -> np.ndarr
 
 def eval_set_from_split(split: SegmentationSplit, spec: ModelSpec) -> SegmentationEvalSet | None:
     """The split's test images (else its validation images), classes mapped onto the spec's."""
-    for name in ("test", "val"):
-        if split.items.get(name):
-            if name != "test":
-                log.warning("the split has no test images; evaluating on its %s split", name)
-            index = _class_index(split.labels, spec, split.root)
-            items = [(image, mask) for image, mask, _ in split.paths(name)]
-            return SegmentationEvalSet(items, f"{name} split of {split.root}", split.labels, index)
-    return None
+    name = held_out(split, log)
+    if name is None:
+        return None
+    index = _class_index(split.labels, spec, split.root)
+    items = [(image, mask) for image, mask, _ in split.paths(name)]
+    return SegmentationEvalSet(items, f"{name} split of {split.root}", split.labels, index)
 
 
 def eval_set_from_folder(root: str | os.PathLike[str], spec: ModelSpec) -> SegmentationEvalSet:
@@ -130,9 +134,7 @@ def eval_set_from_folder(root: str | os.PathLike[str], spec: ModelSpec) -> Segme
             f"evaluation folder {root} has no usable images",
             "add images with their masks (masks/<stem>.png beside images/<stem>.*)",
         )
-    if split.skipped:
-        log.warning("%d file(s) of %s are not usable and left out", len(split.skipped), root)
-    skipped = [{"path": str(split.root / s["path"]), "reason": s["reason"]} for s in split.skipped]
+    skipped = scan_skipped(split, root, log)
     items = [(image, mask) for image, mask, _ in rows]
     return SegmentationEvalSet(
         items, f"{split.format} dataset {root}", list(split.labels), index, skipped
@@ -150,7 +152,7 @@ class SegmentationExample:
 
 
 @dataclass
-class SegmentationEvaluation:
+class SegmentationEvaluation(Comparison):
     """Segmentation of several models on the same images, compared with ``reference``.
 
     ``confusions`` hold each model's confusion matrix summed over the images (rows truth,
@@ -213,10 +215,6 @@ class SegmentationEvaluation:
         """Labelled pixels ``name`` got right, in percent."""
         return _pct0(self.scores(name).pixel_accuracy)
 
-    def drop(self, name: str) -> float:
-        """How many mIoU points ``name`` lost against the reference (negative: gained)."""
-        return self.score(self.reference) - self.score(name)
-
     def per_class(self, name: str) -> dict[str, float | None]:
         """IoU per class in percent (None for a class in neither truth nor prediction)."""
         return _per_label(self.labels, self.scores(name).iou)
@@ -224,14 +222,6 @@ class SegmentationEvaluation:
     def per_class_dice(self, name: str) -> dict[str, float | None]:
         """Dice per class in percent (None for a class in neither truth nor prediction)."""
         return _per_label(self.labels, self.scores(name).dice)
-
-    def per_class_drop(self, name: str) -> dict[str, float | None]:
-        """Per-class IoU points lost against the reference (None where either is undefined)."""
-        ref, got = self.per_class(self.reference), self.per_class(name)
-        return {
-            k: None if ref[k] is None or got[k] is None else ref[k] - got[k]  # type: ignore[operator]
-            for k in ref
-        }
 
     def agreement(self, name: str) -> float:
         """Percent of the frame pixels (every pixel the model saw, labelled or not) where
@@ -310,19 +300,7 @@ class SegmentationEvaluation:
                 f"{self.pixel_accuracy(name):.2f} | {'—' if own else f'{self.drop(name):.2f}'} | "
                 f"{'—' if own else f'{self.agreement(name):.2f}'} |"
             )
-        names = list(self.confusions)
-        per_class = {name: self.per_class(name) for name in names}
-        lines += [
-            "",
-            "IoU per class (%):",
-            "",
-            "| class | pixels | " + " | ".join(names) + " |",
-            "|---|---:|" + "---:|" * len(names),
-        ]
-        counts = self.class_counts()
-        for label in self.labels:
-            cells = " | ".join(_fmt(per_class[name][label], ".2f") for name in names)
-            lines.append(f"| {label} | {counts[label]} | {cells} |")
+        lines += self.per_class_table("IoU per class (%):", "pixels")
         if figures:
             lines.append("")
             lines += [f"![{Path(f).stem.replace('_', ' ')}]({f})" for f in figures]
@@ -342,10 +320,6 @@ def _per_label(labels: Sequence[str], values: np.ndarray) -> dict[str, float | N
 
 def _rounded(values: Mapping[str, float | None]) -> dict[str, float | None]:
     return {k: None if v is None else round(v, 3) + 0.0 for k, v in values.items()}
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def _truths(
@@ -395,12 +369,10 @@ def evaluate_segmentation(
     masks are skipped and counted. The first model (``fp32`` when present) is the reference;
     the first ``examples`` images' class maps are kept for the report.
     """
-    from edgevision.backends.ort import OrtRunner
     from edgevision.tasks.segment.geometry import class_map, mask_to_frame
 
-    names = list(models)
-    reference = REFERENCE if REFERENCE in models else names[0]
-    names = [reference, *(n for n in names if n != reference)]
+    reference = reference_of(models)
+    names = [reference, *(n for n in models if n != reference)]
     options = spec.segmentation
     key, kind = options.output_name, options.output
     n_classes = len(spec.labels)
@@ -410,9 +382,8 @@ def evaluate_segmentation(
     kept: list[SegmentationExample] = []
     skipped: list[dict[str, str]] = list(eval_set.skipped)
     pairs = [(image, (mask, image)) for image, mask in eval_set.items]
-    batches = [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
-    runners = [OrtRunner(models[n], threads=threads, name=f"ort:{n}").activate() for n in names]
-    try:
+    batches = batched(pairs, batch_size)
+    with ort_runners(models, names, threads) as runners:
         for frames, labels in track(decode_batches(batches, skipped), len(batches), "evaluate"):
             frames, truths, paths = _truths(
                 eval_set, frames, [m for m, _ in labels], [i for _, i in labels], skipped
@@ -459,9 +430,6 @@ def evaluate_segmentation(
                         )
                     )
             images += len(frames)
-    finally:
-        for runner in runners:
-            runner.deactivate()
     if len(skipped) > len(eval_set.skipped):
         log.warning("skipped %d unusable evaluation image(s)", len(skipped) - len(eval_set.skipped))
     return SegmentationEvaluation(

@@ -26,19 +26,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgevision.errors import BuildError, SpecError
-
-# The shape helpers are the detection contract's: one reading of ONNX dims for every task.
-from edgevision.tasks.detect.onnx_contract import (
-    _FLOAT_TYPES,
+from edgevision.tasks import onnx_head
+from edgevision.tasks.onnx_shapes import (
+    FLOAT_TYPES,
     Dim,
-    _dims,
-    _fixed,
-    _inferred_outputs,
-    _merge,
-    _text,
-    _type_name,
+    check_batch,
+    check_image_input,
+    dims_of,
+    inferred_outputs,
+    is_fixed,
+    merge_dims,
+    shape_text,
+    type_name,
 )
-from edgevision.tasks.detect.onnx_contract import head_float_nodes as _head_walk
 from edgevision.tasks.segment.spec import CLASSES, LOGITS, OUTPUT_KINDS
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from edgevision.spec import ModelSpec
 
+_WHAT = "segmentation ONNX"
 _UINT8 = 2  # TensorProto.UINT8
 _INT_TYPES = (2, 3, 4, 5, 6, 7, 12, 13)  # (U)INT8/16/32/64
 _CONTRACT = (
@@ -88,63 +89,37 @@ def check_segmenter_onnx(path: str | Path, spec: ModelSpec) -> SegmenterIO:
             'set "task": "segmentation" (and "segmentation": {"output": "logits"}) in the spec',
         )
     fix = "export the segmenter again with torch.onnx.export (opset 17)"
-    model = load_user_onnx(path, "segmentation ONNX", fix)
+    model = load_user_onnx(path, _WHAT, fix)
     graph = model.graph
     classes = len(spec.labels)
-    input_name, in_dims = _check_input(path, graph, spec)
+    input_name, in_dims = check_image_input(path, graph, spec, _WHAT, "segmenter", _CONTRACT)
     out = _check_output_name(path, graph, options.output, classes)
-    dims = _dims(out)
-    if dims is None or not all(_fixed(x) for x in dims[1:]):
-        inferred = _inferred_outputs(model, input_name, spec).get(out.name)
-        dims = _merge(dims, inferred)
+    dims = dims_of(out)
+    if dims is None or not all(is_fixed(x) for x in dims[1:]):
+        inferred = inferred_outputs(model, input_name, spec).get(out.name)
+        dims = merge_dims(dims, inferred)
     height, width = spec.input_size
     if options.output == "logits":
         size = _check_logits(path, out, dims, classes, (height, width))
     else:
         size = _check_classes(path, out, dims, classes, (height, width))
     assert dims is not None
-    _check_batch(path, input_name, in_dims, out.name, dims)
-    shape = tuple(d if _fixed(d) else None for d in in_dims)
+    batch_fix = (
+        "export the output with the input's batch dim (dynamic_axes={'input': {0: "
+        f"'batch'}}, {out.name!r}: {{0: 'batch'}}}}, or all fixed)"
+    )
+    check_batch(path, _WHAT, input_name, in_dims, {out.name: dims}, batch_fix)
+    shape = tuple(d if is_fixed(d) else None for d in in_dims)
     check_input_shape(path, shape, spec)
     stride = (height // size[0], width // size[1])
     return SegmenterIO(shape, classes, options.output, out.name, size, stride, input_name)
 
 
-def _check_input(path: Path, graph: Any, spec: ModelSpec) -> tuple[str, tuple[Dim, ...]]:
-    inits = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in inits]
-    layout = "[batch, 3, H, W]" if spec.layout == "NCHW" else "[batch, H, W, 3]"
-    if len(inputs) != 1:
-        names = ", ".join(f"{i.name!r} {_text(_dims(i))}" for i in inputs) or "none"
-        raise BuildError(
-            f"segmentation ONNX {path} has {len(inputs)} inputs ({names}); it needs one image "
-            "input",
-            f"export the segmenter with a single {spec.layout} image input {layout}: {_CONTRACT}",
-        )
-    inp = inputs[0]
-    dims = _dims(inp)
-    channel = 1 if spec.layout == "NCHW" else 3
-    if dims is None or len(dims) != 4 or (_fixed(dims[channel]) and dims[channel] != 3):
-        raise BuildError(
-            f"segmentation ONNX {path} input {inp.name!r} has shape {_text(dims)}; the spec's "
-            f"{spec.layout} layout wants an image {layout}",
-            f"export the segmenter with a single {spec.layout} image input {layout}, or fix "
-            "the spec's layout",
-        )
-    elem = inp.type.tensor_type.elem_type
-    if elem and elem not in _FLOAT_TYPES:
-        raise BuildError(
-            f"segmentation ONNX {path} input {inp.name!r} has element type "
-            f"{_type_name(elem)}; the build feeds normalised float pixels",
-            f"export the segmenter with a float32 image input {layout} (mean/std from the spec)",
-        )
-    return inp.name, dims
-
-
 def _describe(outs: Sequence[Any]) -> str:
     return (
         ", ".join(
-            f"{o.name!r} {_text(_dims(o))} {_type_name(o.type.tensor_type.elem_type)}" for o in outs
+            f"{o.name!r} {shape_text(dims_of(o))} {type_name(o.type.tensor_type.elem_type)}"
+            for o in outs
         )
         or "none"
     )
@@ -196,9 +171,9 @@ def _check_output_name(path: Path, graph: Any, kind: str, classes: int) -> Any:
 
 def _guess_kind(out: Any, classes: int) -> str | None:
     """``"logits"`` / ``"classmap"`` when an output's shape and type make its kind plain."""
-    dims = _dims(out)
+    dims = dims_of(out)
     elem = out.type.tensor_type.elem_type
-    if dims is not None and len(dims) == 4 and dims[1] == classes and elem in _FLOAT_TYPES:
+    if dims is not None and len(dims) == 4 and dims[1] == classes and elem in FLOAT_TYPES:
         return "logits"
     if dims is not None and len(dims) == 3 and elem in _INT_TYPES:
         return "classmap"
@@ -214,7 +189,7 @@ def _check_logits(
 ) -> tuple[int, int]:
     """(h, w) of a ``logits`` output [batch, C, h, w] whose h, w divide the input's H, W."""
     if dims is None or len(dims) != 4:
-        found = "no known shape" if dims is None else f"rank {len(dims)} {_text(dims)}"
+        found = "no known shape" if dims is None else f"rank {len(dims)} {shape_text(dims)}"
         fix = _CONTRACT
         if dims is not None and len(dims) == 3:
             fix = (
@@ -226,26 +201,26 @@ def _check_logits(
             fix,
         )
     elem = out.type.tensor_type.elem_type
-    if elem and elem not in _FLOAT_TYPES:
+    if elem and elem not in FLOAT_TYPES:
         raise BuildError(
-            f"segmentation ONNX {path} output {out.name!r} has element type {_type_name(elem)}; "
+            f"segmentation ONNX {path} output {out.name!r} has element type {type_name(elem)}; "
             "logits are float",
             f"export the logits before any ArgMax, or name a class map 'classes' and set "
             f'"segmentation": {{"output": "classmap"}}; {_CONTRACT}',
         )
     if dims[1] != classes:
-        found = f"{dims[1]} classes" if _fixed(dims[1]) else "a class count that is not fixed"
+        found = f"{dims[1]} classes" if is_fixed(dims[1]) else "a class count that is not fixed"
         raise BuildError(
-            f"segmentation ONNX {path} output {out.name!r} has shape {_text(dims)}: {found} "
+            f"segmentation ONNX {path} output {out.name!r} has shape {shape_text(dims)}: {found} "
             f"on axis 1, but the spec has {classes} labels",
             "give the spec written for this model (one label per logit channel, class id "
             f"order), or re-export; {_CONTRACT}",
         )
     h, w = dims[2], dims[3]
     height, width = size
-    if not (_fixed(h) and _fixed(w)):
+    if not (is_fixed(h) and is_fixed(w)):
         raise BuildError(
-            f"segmentation ONNX {path} output {out.name!r} has shape {_text(dims)}: its h, w "
+            f"segmentation ONNX {path} output {out.name!r} has shape {shape_text(dims)}: its h, w "
             "are not fixed (shape inference at the spec's input size cannot fix them either)",
             f"export with a fixed input size {height}x{width} (only the batch dynamic); "
             f"{_CONTRACT}",
@@ -271,7 +246,7 @@ def _check_classes(
     """(H, W) of a ``classes`` output [batch, H, W] uint8 at the input size."""
     height, width = size
     if dims is None or len(dims) != 3:
-        found = "no known shape" if dims is None else f"rank {len(dims)} {_text(dims)}"
+        found = "no known shape" if dims is None else f"rank {len(dims)} {shape_text(dims)}"
         fix = _CONTRACT
         if dims is not None and len(dims) == 4 and dims[1] == 1:
             fix = f"squeeze the channel axis (ArgMax keepdims=0): {_CONTRACT}"
@@ -292,12 +267,12 @@ def _check_classes(
             fix = f"Cast the ArgMax to uint8 (to=TensorProto.UINT8) before the output; {_CONTRACT}"
         raise BuildError(
             f"segmentation ONNX {path} output {out.name!r} has element type "
-            f"{_type_name(elem) if elem else 'unknown'}; a class map is uint8",
+            f"{type_name(elem) if elem else 'unknown'}; a class map is uint8",
             fix,
         )
     if (dims[1], dims[2]) != (height, width):
         raise BuildError(
-            f"segmentation ONNX {path} output {out.name!r} has shape {_text(dims)}; a class "
+            f"segmentation ONNX {path} output {out.name!r} has shape {shape_text(dims)}; a class "
             f"map is at the input size {height}x{width}",
             "upsample the logits to the input size (bilinear) before the ArgMax, or give the "
             f"spec the model's input size; {_CONTRACT}",
@@ -305,32 +280,18 @@ def _check_classes(
     return height, width
 
 
-def _check_batch(
-    path: Path, input_name: str, in_dims: tuple[Dim, ...], name: str, dims: tuple[Dim, ...]
-) -> None:
-    """The batch dims agree: not both fixed and different, no fixed output of a dynamic input."""
-    batch, b = in_dims[0], dims[0]
-    if (_fixed(batch) and _fixed(b) and b != batch) or (not _fixed(batch) and _fixed(b)):
-        raise BuildError(
-            f"segmentation ONNX {path} input {input_name!r} has batch {_text([batch])[1:-1]} "
-            f"but output {name!r} has batch {_text([b])[1:-1]} ({_text(dims)})",
-            "export the output with the input's batch dim (dynamic_axes={'input': {0: "
-            f"'batch'}}, {name!r}: {{0: 'batch'}}}}, or all fixed)",
-        )
-
-
 def head_float_nodes(model: onnx.ModelProto, outputs: Sequence[str]) -> tuple[str, ...]:
     """The segmentation head's final weighted layers and every node after them.
 
     The walk back from the output to the first Conv / Gemm / MatMul with constant weights on
-    every path (`edgevision.tasks.detect.onnx_contract.head_float_nodes`). On LR-ASPP that is
+    every path (`edgevision.tasks.onnx_head.head_float_nodes`). On LR-ASPP that is
     its two 1x1 classifier convs (``low_classifier`` on the stride-8 features and
     ``high_classifier`` on the upsampled, sigmoid-gated branch) and the Add joining them, and
     for a class map also the final Resize, ArgMax and Cast; the gate itself (pool, 1x1 conv,
     Sigmoid, Mul) and the branch's Resize come before ``high_classifier`` and are not part of
     it.
     """
-    return _head_walk(model, outputs)
+    return onnx_head.head_float_nodes(model, outputs)
 
 
 __all__ = ["SegmenterIO", "check_segmenter_onnx", "head_float_nodes"]

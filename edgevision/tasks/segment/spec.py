@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edgevision.errors import SpecError
+from edgevision.tasks.spec_section import read_section
 
 LOGITS = "logits"
 CLASSES = "classes"
@@ -90,23 +91,4 @@ class SegmentationOptions:
     @classmethod
     def from_dict(cls, data: Any) -> SegmentationOptions:
         """Strictly read the ``segmentation`` section of a spec."""
-        if not isinstance(data, dict):
-            raise SpecError(
-                f"ModelSpec segmentation must be a JSON object, got {type(data).__name__}",
-                'write e.g. {"output": "logits", "drivable": "road"}',
-            )
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SpecError(
-                f"ModelSpec segmentation has unknown field(s): {', '.join(unknown)}",
-                f"valid fields are: {', '.join(sorted(known))}",
-            )
-        try:
-            return cls(**data)
-        except SpecError:
-            raise
-        except (TypeError, ValueError) as exc:
-            raise SpecError(
-                f"ModelSpec segmentation has a value of the wrong type: {exc}"
-            ) from None
+        return read_section(cls, data, "segmentation", '{"output": "logits", "drivable": "road"}')
