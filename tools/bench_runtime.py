@@ -136,12 +136,12 @@ def sequential(bundle: Path, clip: Path, threads: int, rounds: int) -> dict[str,
     from edgevision.bundle import Bundle
     from edgevision.preprocess import preprocess
     from edgevision.runtime import Classifier, EndOfSource, open_source
+    from edgevision.tasks import get_task
 
     b = Bundle.open(bundle)
-    if b.spec.task == "detection":  # NMS and tracking, as the pipeline runs them
-        from edgevision.runtime.detect import DetectionHead
-
-        head = DetectionHead(b.spec)
+    task = get_task(b.spec.task)
+    if task.runtime:  # the task's head (NMS + tracking, a class map), as the pipeline runs it
+        head = task.load(task.runtime)(b.spec)
 
         def post(out, frame, i):
             head(out, (frame.shape[1], frame.shape[0]), i / 30)
