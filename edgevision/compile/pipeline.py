@@ -533,9 +533,10 @@ def _requantize_cpu(ctx: BuildContext, nodes: Sequence[str], folder: Path) -> Pa
 
 
 def _ship_cpu(ctx: BuildContext, model: Path, float_nodes: Sequence[str]) -> None:
-    """Ship ``model`` (INT8 with ``float_nodes`` in float for speed), verified again."""
+    """Ship ``model`` (INT8 with ``float_nodes`` in float for speed), verified again. The
+    nodes are the cpu artifact's alone (its deployment record lists them): the other targets'
+    graphs keep them quantized, so ``ctx.nodes_to_exclude`` (every artifact's) stays as it is."""
     ctx.artifacts[TARGETS.get("cpu").artifact] = model
-    ctx.nodes_to_exclude = union(ctx.nodes_to_exclude, float_nodes)
     if ctx.eval_set is not None:
         ctx.evaluation = ctx.evaluate({"fp32": ctx.fp32, **ctx.artifacts})
         check_max_drop(ctx.evaluation, ctx.config.max_drop, ctx.config.min_agreement)
@@ -654,8 +655,10 @@ def _bundle_files(
         target = TARGETS.get(name)
         files[target.file] = ctx.artifacts[target.artifact]
         artifacts[target.artifact] = target.record() | {"calibration_method": method}
-        if ctx.nodes_to_exclude:
-            artifacts[target.artifact]["float_nodes"] = list(ctx.nodes_to_exclude)
+        deployed = ctx.deploy.get(name)
+        nodes = union(ctx.nodes_to_exclude, deployed.float_nodes if deployed else ())
+        if nodes:  # every artifact's float nodes, plus those this target keeps for speed
+            artifacts[target.artifact]["float_nodes"] = list(nodes)
     calib_doc = ctx.calib.manifest() | {"method": method}
     files[CALIBRATION_FILE] = (json.dumps(calib_doc, indent=2) + "\n").encode()
     return files | _report_files(ctx, report), artifacts

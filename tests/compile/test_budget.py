@@ -11,6 +11,7 @@ from edgevision.bundle import Bundle
 from edgevision.cli.app import main
 from edgevision.compile import build_bundle, check_tensorrt_qdq
 from edgevision.compile.budget import BudgetStep, render_markdown
+from edgevision.compile.sensitivity import union
 from edgevision.errors import BudgetExceededError
 from tests.compile.outlier_model import NODES, make_outlier
 from tests.compile.outlier_model import build_config as _config
@@ -39,7 +40,10 @@ def test_budget_keeps_the_outlier_layers_in_float(outlier, tmp_path):
     bundle = Bundle.open(result.out)
     m = bundle.manifest
     assert m["accuracy"]["models"]["int8-trt"]["drop_points"] <= 0.5
-    assert m["artifacts"]["int8-cpu"]["float_nodes"] == m["artifacts"]["int8-trt"]["float_nodes"]
+    # the budget's layers in both; the cpu artifact adds what its deployment kept for speed
+    speed = m["deploy"]["cpu"]["float_nodes_for_speed"]
+    assert m["artifacts"]["int8-trt"]["float_nodes"] == list(budget.nodes_to_exclude)
+    assert m["artifacts"]["int8-cpu"]["float_nodes"] == list(union(budget.nodes_to_exclude, speed))
     assert m["accuracy_budget"]["float_layers"] == ["conv2"]
     assert check_tensorrt_qdq(bundle.path("model.int8.trt.onnx")) == []
     for file in ("model.int8.cpu.onnx", "model.int8.trt.onnx"):
