@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
             min=0.0,
             max=1.0,
             help="Classifier: below it 'unknown' (default 0.5). Detector: the score a detection "
-            "needs (default: the spec's).",
+            "needs (default: the spec's). Segmenter: the frame share the largest non-background "
+            "class needs for the frame to count as known (default: any pixel).",
         ),
         events_mode: str = typer.Option(
             "auto",
