@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -81,7 +82,7 @@ def _spec_table(bundle: Bundle) -> Table:
     labels = ", ".join(spec.labels)
     table.add_row("task", spec.task)
     table.add_row("labels", f"{spec.num_classes}: {labels}")
-    table.add_row("outputs", _outputs(bundle))
+    table.add_row("outputs", escape(_outputs(bundle)))  # "[batch, …]" is not rich markup
     table.add_row("input", f"{spec.height}x{spec.width} {spec.layout} {spec.channel_order}")
     table.add_row("resize", f"{spec.resize} ({spec.interpolation})")
     table.add_row("mean / std", f"{list(spec.mean)} / {list(spec.std)}")

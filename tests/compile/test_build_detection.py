@@ -214,6 +214,7 @@ def test_inspect_shows_the_task_and_outputs(built):
     assert result.exit_code == 0, result.output
     assert "detection" in result.output and "boxes" in result.output
     assert "scores" in result.output and "K = 100" in result.output
+    assert "boxes [batch, K, 4] float" in result.output  # shapes shown, not read as markup
 
 
 def test_spec_of_the_bundle_is_the_runs(built, run_dir):

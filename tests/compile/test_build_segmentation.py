@@ -274,3 +274,16 @@ def test_a_bundle_rebuilt_from_its_own_fp32(built, data, tmp_path):
     )
     assert result.report["source"]["kind"] == "onnx" and result.evaluation.n == 16
     assert set(result.manifest["artifacts"]) == {"fp32", "int8-trt"}
+
+
+def test_inspect_shows_the_segmentation_output_contract(built):
+    from typer.testing import CliRunner
+
+    from edgevision.cli.app import app
+
+    result = CliRunner().invoke(app, ["inspect", str(built)], env={"COLUMNS": "220"})
+    assert result.exit_code == 0, result.output
+    assert (
+        "segmentation" in result.output and "logits [batch, classes, h, w] float" in result.output
+    )
+    assert "mIoU" in result.output
