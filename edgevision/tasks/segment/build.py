@@ -221,10 +221,10 @@ class SegmentationBuild(BuildHooks):
         return check_segmentation_export(model, onnx_path, images, spec, **options)
 
     def plot(self, evaluation: Any, out: Path) -> Path:
-        from edgevision.tasks.segment.report import write_figures
+        from edgevision.tasks.segment.report import plot_iou_per_class
 
-        # The confusion matrix and the overlays are written beside it (`report_files`).
-        return write_figures(evaluation, Path(out).parent)[self.plot_file]
+        # The bundle's other figures (confusion matrix, overlays) come from `report_files`.
+        return plot_iou_per_class(evaluation, Path(out))
 
     def report_files(self, evaluation: Any, folder: Path) -> dict[str, Path]:
         """Every report PNG (bundle name → path): the per-class IoU bars, FP32's confusion
