@@ -187,6 +187,29 @@ def test_nodes_to_exclude_stay_float(quantized, tmp_path):
     assert producers[gemm.input[1]] == "DequantizeLinear"  # the rest still is
 
 
+def test_a_float_node_without_weights_reads_its_producers_int8_output(quantized, tmp_path):
+    # GlobalAveragePool in float computes in float from the Conv's dequantized INT8 output;
+    # the Conv stays fully INT8 (a Q on its output) instead of being made to output float
+    model = onnx.load(quantized["prep"])
+    pool = next(n for n in model.graph.node if n.op_type == "GlobalAveragePool")
+    out = quantize_for_target(
+        quantized["prep"], quantized["ranges"], "cpu", tmp_path / "x.onnx", [pool.name]
+    )
+    q = onnx.load(out)
+    producers = {o: n for n in q.graph.node for o in n.output}
+    qpool = next(n for n in q.graph.node if n.name == pool.name)
+    dq = producers[qpool.input[0]]
+    assert dq.op_type == "DequantizeLinear"
+    assert producers[dq.input[0]].op_type == "QuantizeLinear"
+    assert not any(
+        n.op_type == "QuantizeLinear" and n.input[0] == qpool.output[0] for n in q.graph.node
+    )  # its own output stays float
+    x = quantized["calib"].tensors
+    with OrtRunner(quantized["fp32"], threads=1) as ref, OrtRunner(out, threads=1) as runner:
+        want, got = ref.infer(x)["logits"], runner.infer(x)["logits"]
+    assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
+
+
 def test_unknown_nodes_to_exclude(quantized, tmp_path):
     with pytest.raises(BuildError, match=r"(?s)\['Conv_9'\] are not nodes.*Conv_0"):
         quantize_for_target(
