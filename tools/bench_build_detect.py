@@ -2,11 +2,12 @@
 
 One run measures, side by side:
 
-* the default build (the head's final layers in float) with a fresh calibration cache: its
-  wall time with ``--calib-size`` images (512 by default) and its FP32 / INT8 mAP;
+* the default build (``--float-head tail``: what follows the head's final convolutions --
+  decode, sigmoid, top-K -- in float) with a fresh calibration cache: its wall time with
+  ``--calib-size`` images (512 by default) and its FP32 / INT8 mAP;
 * the plain build (``--float-head none``: every layer INT8), same calibration ranges;
-* the tail-float build (``--float-head tail``): only what follows the head's final
-  convolutions (decode, sigmoid, top-K) in float, same ranges;
+* the head-float build (``--float-head head``): the final convolutions in float too, same
+  ranges;
 * the budgeted build (``--float-head none --max-drop``): the sensitivity search alone;
 * batch-1 latency, interleaved round by round: FP32 under ONNX Runtime, the PyTorch eager
   detector and every build's INT8-cpu artifact, medians and the p90.
@@ -42,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         calib = args.calib or _scenes(work / "calib", args.calib_size, args.run)
         results: dict[str, Any] = {"machine": machine(), "threads": args.threads}
         builds = results["builds"] = {}
-        builds["head-float"] = _build(args, work, calib, "head-float", "head", fresh=True)
+        builds["tail-float"] = _build(args, work, calib, "tail-float", "tail", fresh=True)
         builds["plain"] = _build(args, work, calib, "plain", "none")
-        builds["tail-float"] = _build(args, work, calib, "tail-float", "tail")
+        builds["head-float"] = _build(args, work, calib, "head-float", "head")
         builds["budgeted"] = _build(args, work, calib, "budgeted", "none", args.max_drop)
         results["latency"] = latency(args, work, [n for n, b in builds.items() if "map" in b])
         results["goals"] = goals(results)
@@ -144,7 +145,7 @@ def latency(args: argparse.Namespace, work: Path, names: list[str]) -> dict[str,
     from edgevision.backends.ort import OrtRunner
     from edgevision.bundle import Bundle
 
-    bundle = Bundle.open(work / "head-float")
+    bundle = Bundle.open(work / "tail-float")
     runners = {"fp32 (ORT)": OrtRunner.from_bundle(bundle, "fp32", threads=args.threads)}
     for name in names:
         b = Bundle.open(work / name)
@@ -152,7 +153,7 @@ def latency(args: argparse.Namespace, work: Path, names: list[str]) -> dict[str,
     torch_runner, note = torch_reference(args.run, bundle, args.threads)
     if torch_runner is not None:
         runners["pytorch eager"] = torch_runner
-    x = _image(work / "head-float")
+    x = _image(work / "tail-float")
     for r in runners.values():
         r.activate()
     try:
@@ -177,10 +178,10 @@ def latency(args: argparse.Namespace, work: Path, names: list[str]) -> dict[str,
 
 
 def goals(results: dict[str, Any]) -> dict[str, Any]:
-    default = results["builds"]["head-float"]
+    default = results["builds"]["tail-float"]
     lat = results["latency"]
     worst = max(default["drop"].values())
-    speedup = lat["fp32_over"]["int8-cpu head-float"]
+    speedup = lat["fp32_over"]["int8-cpu tail-float"]
     return {
         "default_drop_points": worst,
         "default_drop_ok": worst <= GOALS["drop"],

@@ -13,14 +13,15 @@ HELP = """Export, calibrate, quantize to INT8 and verify a model; write a bundle
 INPUT is a RUN folder (or checkpoint) from `edgevision train`, or an .onnx file with --spec.
 Calibration defaults to a class-stratified sample of the run's training split; accuracy is
 checked on its test split (or --eval DIR) in the task's metric: top-1 for a classifier,
-COCO mAP@[.5:.95] for a detector (whose head's final box/score layers, decode and top-K stay in
-float: --float-head head, its default; tail: only decode/sigmoid/top-K; none), mIoU for a
-segmenter (plain INT8 by default). With --max-drop POINTS, an INT8 artifact that loses more
-points of that metric starts a search: layers are ranked by quantization sensitivity (SQNR, then the
-accuracy effect of each in float) and the fewest are kept in float (the same for every target)
-until the budget is met; the report lists them, the accuracy before and after and the latency
-price. When even the worst --max-float-layers in float miss it, the build fails and writes
-nothing. --analyze adds the sensitivity table (JSON, markdown, PNG) to the report.
+COCO mAP@[.5:.95] for a detector (whose decode, sigmoid and top-K after the head's final
+box/score layers stay in float: --float-head tail, its default; head: those layers too;
+none), mIoU for a segmenter (plain INT8 by default). With --max-drop POINTS, an INT8 artifact
+that loses more points of that metric starts a search: layers are ranked by quantization
+sensitivity (SQNR, then the accuracy effect of each in float) and the fewest are kept in
+float (the same for every target) until the budget is met; the report lists them, the accuracy
+before and after and the latency price. When even the worst --max-float-layers in float miss
+it, the build fails and writes nothing. --analyze adds the sensitivity table (JSON, markdown,
+PNG) to the report.
 
 A bundle's TensorRT engine is built on the device with `edgevision engine BUNDLE`."""
 
@@ -51,7 +52,7 @@ def register(app: typer.Typer) -> None:
         float_head: str | None = typer.Option(
             None,
             help="Keep in float the head's final layers and what follows (head), only what "
-            "follows (tail), or nothing (none). Default: the task's (a detector's head; a "
+            "follows (tail), or nothing (none). Default: the task's (a detector's tail; a "
             "segmenter: none, plain INT8 measured as good).",
             show_default=False,
         ),

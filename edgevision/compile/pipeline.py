@@ -98,9 +98,9 @@ class BuildConfig:
     deploy_by_latency: bool = True  # time FP32 vs INT8: deploy INT8 only where it is faster
     deploy_max_batch: int = 8  # the largest batch timed for the deployment choice
     deploy_iterations: int = 30  # interleaved rounds of that timing
-    # The task's float-by-default layers (a detector's head): "head" (its final layers and
+    # The task's float-by-default layers (a detector's head tail): "head" (its final layers and
     # what follows them), "tail" (only what follows: decode, sigmoid, top-K), "none"; None:
-    # the task's default (`BuildHooks.float_head`: a detector's "head", otherwise "none")
+    # the task's default (`BuildHooks.float_head`: a detector's "tail", otherwise "none")
     float_head: str | None = None
 
     def __post_init__(self) -> None:
@@ -360,8 +360,8 @@ def _batched(config: BuildConfig, track: Tracker) -> dict[str, Any]:
 def _nodes_to_exclude(
     config: BuildConfig, prep: Path, spec: ModelSpec
 ) -> tuple[tuple[str, ...], dict[str, Any] | None]:
-    """The nodes every artifact keeps in float: the task's default ones (a detector's head, or
-    its tail; none with ``float_head="none"``), ``nodes_to_exclude`` and every node of the
+    """The nodes every artifact keeps in float: the task's default ones (a detector's head tail,
+    or its whole head; none with ``float_head="none"``), ``nodes_to_exclude`` and every node of the
     ``exclude_op_types`` in the prepared model; and the record of the task's default."""
     default, record = (), None
     hooks = build_hooks(spec)

@@ -110,25 +110,43 @@ def test_verified_by_map_with_confidence_figures(built):
     assert "mAP@[.5:.95]" in md and "ap_per_class.png" in md and "Kept in float" in md
 
 
-def test_the_head_stays_float_by_default(built, run_dir, tmp_path):
+def test_the_head_tail_stays_float_by_default(built, run_dir, tmp_path):
     report = json.loads((built.out / "report.json").read_text())
-    head = report["float_default"]
-    assert head["nodes"] and "PTQ" in head["why"]
+    tail = report["float_default"]
+    assert tail["mode"] == "tail" and tail["nodes"] and "PTQ" in tail["why"]
     # the final layers are the head's cls/box/quality convolutions of the three levels
-    assert len(head["final_layers"]) == 9
-    # the head in both; the cpu artifact adds what its deployment timing kept float for speed
+    assert len(tail["final_layers"]) == 9 and not set(tail["final_layers"]) & set(tail["nodes"])
+    # the tail in both; the cpu artifact adds what its deployment timing kept float for speed
     # (a loaded machine may make INT8 look slow on this tiny model), the TensorRT one never
     speed = report["deploy"]["cpu"]["float_nodes_for_speed"]
     assert built.manifest["artifacts"]["int8-cpu"]["float_nodes"] == list(
-        union(head["nodes"], speed)
+        union(tail["nodes"], speed)
     )
-    assert built.manifest["artifacts"]["int8-trt"]["float_nodes"] == head["nodes"]
-    cpu = onnx.load(str(built.out / "model.int8.cpu.onnx"))
-    dequantized = {n.output[0] for n in cpu.graph.node if n.op_type == "DequantizeLinear"}
-    producers = {n.name: n for n in cpu.graph.node}
-    for name in head["final_layers"]:
-        node = producers[name]
-        assert node.op_type == "Conv" and node.input[1] not in dequantized  # float weights
+    assert built.manifest["artifacts"]["int8-trt"]["float_nodes"] == tail["nodes"]
+    for artifact in ("model.int8.trt.onnx", "model.int8.cpu.onnx"):
+        q = onnx.load(str(built.out / artifact))
+        producers = {o: n for n in q.graph.node for o in n.output}
+        readers = {i: n for n in q.graph.node for i in n.input}
+        convs = {n.name: n for n in q.graph.node}
+        for name in tail["final_layers"]:
+            if name in speed:
+                continue
+            conv = convs[name]  # INT8 weights, INT8 output read dequantized by the float tail
+            assert conv.op_type == "Conv"
+            assert producers[conv.input[1]].op_type == "DequantizeLinear"
+            assert readers[conv.output[0]].op_type == "QuantizeLinear", (artifact, name)
+    # --float-head head: the final layers read float inputs and keep float weights
+    head = build_bundle(
+        _config(run_dir, tmp_path / "head", float_head="head", deploy_by_latency=False)
+    )
+    record = head.report["float_default"]
+    assert record["mode"] == "head" and set(tail["final_layers"]) <= set(record["nodes"])
+    q = onnx.load(str(head.out / "model.int8.cpu.onnx"))
+    dequantized = {n.output[0] for n in q.graph.node if n.op_type == "DequantizeLinear"}
+    nodes = {n.name: n for n in q.graph.node}
+    for name in record["final_layers"]:
+        assert nodes[name].op_type == "Conv"
+        assert not set(nodes[name].input) & dequantized  # float weights, float inputs
     # (not timed for deployment: on this tiny model that may keep layers float for speed)
     plain = build_bundle(
         _config(
@@ -141,7 +159,7 @@ def test_the_head_stays_float_by_default(built, run_dir, tmp_path):
     q = onnx.load(str(plain.out / "model.int8.cpu.onnx"))
     deq = {n.output[0] for n in q.graph.node if n.op_type == "DequantizeLinear"}
     convs = {n.name: n for n in q.graph.node if n.op_type == "Conv"}
-    assert all(convs[n].input[1] in deq for n in head["final_layers"] if n in convs)
+    assert all(convs[n].input[1] in deq for n in tail["final_layers"] if n in convs)
 
 
 def test_from_a_detector_onnx_and_spec(built, scenes, tmp_path):

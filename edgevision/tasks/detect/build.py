@@ -10,8 +10,9 @@
   ONNX must be within 0.1 point of PyTorch.
 * Verification is COCO mAP@[.5:.95] (`edgevision.tasks.detect.evaluate`); ``--max-drop`` is in
   its points.
-* By default every INT8 artifact keeps the head's final box/score layers and everything after
-  them (decode, sigmoid, top-K) in float: where published detector PTQ losses concentrate.
+* By default every INT8 artifact keeps what follows the head's final box/score layers (decode,
+  sigmoid, top-K) in float: where published detector PTQ losses concentrate. The final layers
+  themselves are INT8 and the float tail reads their dequantized output (`FLOAT_HEAD_WHY`).
 """
 
 from __future__ import annotations
@@ -34,12 +35,16 @@ MAP_TOLERANCE = 0.1  # mAP points ONNX may differ from PyTorch in the export che
 RANK_GAP = 1e-4  # candidates closer than this in score to a neighbour are not compared
 FLOAT_HEAD_WHY = {
     "head": "the head's final box-regression and score layers and everything after them "
-    "(decode, sigmoid, top-K) stay in float: that is where published detector PTQ losses "
-    "concentrate (Ultralytics keeps its Detect head's output convs, DFL and sigmoid in FP16); "
-    "--float-head tail keeps only what follows them, --float-head none quantizes everything",
-    "tail": "what follows the head's final layers (decode, sigmoid, top-K) stays in float "
-    "(--float-head tail); the final layers read INT8 inputs and weights but, with nothing "
-    "quantized after them, compute and output in float",
+    "(decode, sigmoid, top-K) stay in float (--float-head head): that is where published "
+    "detector PTQ losses concentrate (Ultralytics keeps its Detect head's output convs, DFL "
+    "and sigmoid in FP16); --float-head tail, the default, keeps only what follows them",
+    "tail": "what follows the head's final box-regression and score layers (decode, sigmoid, "
+    "top-K) stays in float: that is where published detector PTQ losses concentrate "
+    "(Ultralytics keeps its Detect head's DFL and sigmoid in FP16), and on the demo detector "
+    "quantizing it cost 2.5 / 5.9 mAP points (cpu / tensorrt); the final layers themselves "
+    "are INT8 and the float tail reads their dequantized output, as accurate as keeping "
+    "them float too (--float-head head) and about 1.3x faster on the CPU; --float-head none "
+    "quantizes everything",
 }
 
 
@@ -201,7 +206,7 @@ class DetectionBuild(BuildHooks):
     # Agreement is the F1 of INT8's detections against FP32's at the score threshold: a box
     # whose score sits near the threshold flips either way with any change of its score (the
     # demo detector's INT8: 95.7-96.6 % with mAP unchanged), so 99 % would fail every build.
-    float_head = "head"  # the head's final layers and what follows stay float (FLOAT_HEAD_WHY)
+    float_head = "tail"  # what follows the head's final layers stays float (FLOAT_HEAD_WHY)
     float_head_why = FLOAT_HEAD_WHY
     min_agreement = 90.0
     contract = "edgevision.tasks.detect.onnx_contract:check_detector_onnx"
