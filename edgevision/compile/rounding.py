@@ -68,25 +68,27 @@ def _layers(model: Any, index: GraphIndex) -> list[Any]:
 
 
 def _patches(x: np.ndarray, node: Any, weight: np.ndarray) -> np.ndarray:
-    """The layer's input as (groups, positions, K): im2col for a convolution."""
+    """The layer's input as (images, groups, K, positions): im2col for a convolution (a view
+    of ``x`` for a 1x1 one), (1, 1, K, rows) for a Gemm."""
     if node.op_type == "Gemm":
-        return x.reshape(1, x.shape[0], -1)
+        return x.reshape(x.shape[0], -1).T[None, None]
     kh, kw = weight.shape[2:4]
     pads = next((list(a.ints) for a in node.attribute if a.name == "pads"), [0, 0, 0, 0])
     sh, sw = next((list(a.ints) for a in node.attribute if a.name == "strides"), [1, 1])
     dh, dw = next((list(a.ints) for a in node.attribute if a.name == "dilations"), [1, 1])
     group = int_attr(node, "group", 1)
-    x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3]))) if any(pads) else x
     n, c, h, w = x.shape
     ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    if kh == kw == sh == sw == 1:
+        return x.reshape(n, group, c // group, h * w)
     cols = np.empty((n, c, kh, kw, ho, wo), x.dtype)
     for i in range(kh):
         for j in range(kw):
             cols[:, :, i, j] = x[
                 :, :, i * dh : i * dh + sh * ho : sh, j * dw : j * dw + sw * wo : sw
             ]
-    cols = cols.reshape(n, group, c // group * kh * kw, ho * wo)
-    return cols.transpose(1, 0, 3, 2).reshape(group, n * ho * wo, -1)
+    return cols.reshape(n, group, c // group * kh * kw, ho * wo)
 
 
 def weight_statistics(
@@ -123,13 +125,14 @@ def weight_statistics(
         outs[feed] = batch
         for node in layers:
             cols = _patches(outs[node.input[0]], node, index.consts[node.input[1]])
-            moments = [(f"{node.name}|mean", cols.sum(1))]
+            moments = [(f"{node.name}|mean", cols.sum(axis=(0, 3), dtype=np.float64))]
             if cols.shape[2] <= MAX_GPTQ_K:  # a larger layer is not re-rounded: no H needed
-                h = np.matmul(cols.transpose(0, 2, 1), cols, dtype=np.float64)
+                # per image in float32 through BLAS, summed over images in float64
+                h = np.matmul(cols, cols.transpose(0, 1, 3, 2)).sum(0, dtype=np.float64)
                 moments.append((f"{node.name}|H", h))
             for key, value in moments:
-                sums[key] = sums[key] + value if key in sums else value.astype(np.float64)
-            count[node.name] = count.get(node.name, 0) + cols.shape[1]
+                sums[key] = sums[key] + value if key in sums else value
+            count[node.name] = count.get(node.name, 0) + cols.shape[0] * cols.shape[3]
     return {k: v / count[k.split("|")[0]] for k, v in sums.items()}
 
 
