@@ -11,7 +11,11 @@ from rich.console import Console
 HELP = """Build BUNDLE's TensorRT engine on this device and record it in the bundle.
 
 An engine is tied to the GPU and the TensorRT version it was built with, so it is built where it
-runs. --precision int8 builds the Q/DQ model (model.int8.trt.onnx), fp16 and fp32 the FP32 one.
+runs. --precision auto (the default) builds the INT8 engine and the FP16 one, times both here
+(interleaved, batch 1 and --max-batch) and deploys INT8 only when it is 1.10x faster at batch 1
+twice; the choice is recorded in the bundle and `edgevision run` / `profile` follow it on this
+device. --precision int8 builds only the Q/DQ model (model.int8.trt.onnx), fp16 and fp32 only
+the FP32 one.
 The engine goes beside the bundle (or into --engine-cache, also used when the bundle folder is
 read-only), recorded with what it was built for; `edgevision run` and `profile` pick it up. An
 engine of the same name built with other options is replaced only with --rebuild-if-stale. When
@@ -25,7 +29,9 @@ def register(app: typer.Typer) -> None:
     @app.command("engine", help=HELP)
     def engine_cmd(
         bundle: Path = typer.Argument(..., help="Bundle folder (from `edgevision build`)."),
-        precision: str = typer.Option("int8", help="Engine precision: int8, fp16, fp32."),
+        precision: str = typer.Option(
+            "auto", help="auto (INT8 or FP16, whichever is faster here), int8, fp16, fp32."
+        ),
         workspace_mb: int = typer.Option(1024, help="Engine builder workspace (MiB)."),
         max_batch: int = typer.Option(8, help="Engine optimisation profile's max batch."),
         dla_core: int | None = typer.Option(None, help="Build for this DLA core (Jetson)."),
@@ -72,10 +78,24 @@ def build_device_engine(console: Console, bundle: Path, options: dict[str, Any])
             f"`edgevision engine` builds an engine from a bundle, and {bundle} is not one",
             "build the bundle first: edgevision build RUN --out BUNDLE",
         )
+    if options.get("precision") == "auto":
+        from edgevision.backends.tensorrt.deploy import choose_engine
+
+        with console.status("building the INT8 and FP16 engines and timing them (minutes)…"):
+            choice = choose_engine(bundle, min_batch=1, opt_batch=1, **options)
+        for record in choice.engines.values():
+            _print_engine(console, record)
+        where = "recorded in the bundle" if choice.recorded else "not recorded (read-only bundle)"
+        console.print(f"[green]deployed[/] {choice.precision} ({where}): {choice.why}")
+        return
     from edgevision.backends.tensorrt import build_engine
 
     with console.status("building the TensorRT engine (minutes on a Jetson)…"):
         record = build_engine(bundle, min_batch=1, opt_batch=1, **options)
+    _print_engine(console, record)
+
+
+def _print_engine(console: Console, record: Any) -> None:
     console.print(
         f"[green]engine[/] {record.path} ({record.precision}, {record.gpu_name}, "
         f"TensorRT {record.trt_version}, {record.build_seconds:.0f} s)"

@@ -128,7 +128,8 @@ def deployed_key(bundle: Bundle) -> str | None:
     """Key of the artifact the runtime would run here (``backend="auto"``), e.g. ``int8-cpu``.
 
     The backend is the runtime's own choice (`choose_backend`); the artifact is the one its
-    selection rule names (``int8-trt`` for TensorRT), else the backend's preferred one present
+    selection rule names (``int8-trt`` for TensorRT, or the engine `edgevision engine`
+    deployed by measurement: ``fp32@tensorrt:fp16``), else the backend's preferred one present
     in the bundle (ONNX Runtime: ``int8-cpu``, then ``fp32``).
     """
     try:
@@ -143,4 +144,16 @@ def deployed_key(bundle: Bundle) -> str | None:
         [default(bundle)] if default else [a for a in getattr(cls, "PREFERRED", ()) if a in arts]
     )
     name = (rule.artifact if rule else None) or next(iter(preferred), None)
+    chosen = _engine_choice(bundle) if backend == "tensorrt" else None
+    if chosen is not None and chosen["artifact"] in arts:  # `edgevision engine`'s, measured
+        if chosen["precision"] != "int8":
+            return f"{chosen['artifact']}@tensorrt:{chosen['precision']}"
+        name = chosen["artifact"]
     return entry_key(arts[name], backend) if name else None
+
+
+def _engine_choice(bundle: Bundle) -> dict[str, Any] | None:
+    """The manifest's ``deploy.tensorrt`` when `edgevision engine` measured it, else None."""
+    record = (bundle.manifest.get("deploy") or {}).get("tensorrt")
+    ok = isinstance(record, dict) and record.get("measured") and "precision" in record
+    return record if ok else None

@@ -100,20 +100,21 @@ class TrtRunner(Runner):
         artifact: str | None = None,
         engine_cache: str | os.PathLike[str] | None = None,
         rebuild_if_stale: bool = False,
-        precision: str = "int8",
+        precision: str | None = None,
         memory: str | None = None,
         **options: Any,
     ) -> TrtRunner:
         """A runner for the bundle's engine that fits this machine (see `select_engine`).
 
-        The engine is chosen now, so that a missing or stale one is an error here, not at
-        activation."""
+        ``precision`` None runs the engine `edgevision engine` deployed on this device (its
+        measured choice), else INT8. The engine is chosen now, so that a missing or stale one
+        is an error here, not at activation."""
         # The one reference up to the chooser, imported only when called: the runner module
         # itself needs nothing of how engines are chosen or built.
         from edgevision.backends.tensorrt.select import select_engine
 
         record = select_engine(bundle, precision, artifact, engine_cache, rebuild_if_stale)
-        return cls(record, memory=memory, name=f"tensorrt:{precision}")
+        return cls(record, memory=memory, name=f"tensorrt:{record.precision}")
 
     @classmethod
     def is_available(cls) -> bool:

@@ -39,18 +39,22 @@ _LOG = logging.getLogger(__name__)
 
 def select_engine(
     bundle: Bundle,
-    precision: str = "int8",
+    precision: str | None = "int8",
     artifact: str | None = None,
     engine_cache: str | os.PathLike[str] | None = None,
     rebuild_if_stale: bool = False,
 ) -> EngineRecord:
     """The engine of ``bundle`` that fits this machine, or a clear error.
 
+    ``precision`` None is the engine `choose_engine` deployed on this device (the manifest's
+    measured ``deploy.tensorrt``); without that record, INT8 (FP16 for ``artifact="fp32"``).
     An engine built for another TensorRT version, GPU or ONNX (or whose bytes changed) is
     refused with what differs; ``rebuild_if_stale`` rebuilds it here with the same options.
     """
-    art = bundle.artifact(_artifact_for(precision, artifact))
     here = _this_machine()
+    if precision is None:
+        precision = _default_precision(bundle, here, artifact)
+    art = bundle.artifact(_artifact_for(precision, artifact))
     candidates = _candidates(bundle, precision, art.file, engine_cache)
     # A list, not a dict keyed by record: a record with parity figures is unhashable.
     problems: list[tuple[EngineRecord, list[str]]] = []
@@ -63,6 +67,17 @@ def select_engine(
     if rebuild_if_stale:
         return _rebuild_like(bundle, candidates[0], engine_cache)
     raise _stale_error(bundle, precision, here, problems)
+
+
+def _default_precision(bundle: Bundle, here: Environment, artifact: str | None) -> str:
+    """The recorded choice for this device when it fits ``artifact``; else INT8, or FP16 for the
+    FP32 artifact."""
+    from edgevision.backends.tensorrt.deploy import deployed_precision
+
+    chosen = deployed_precision(bundle, here)
+    if chosen is not None and artifact in (None, PRECISION_ARTIFACT[chosen]):
+        return chosen
+    return "fp16" if artifact == "fp32" else "int8"
 
 
 def _this_machine() -> Environment:

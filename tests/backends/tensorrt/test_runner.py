@@ -240,6 +240,9 @@ def test_artifact_must_match_the_precision(trt, trt_bundle):
     bundle = Bundle.open(trt_bundle)
     assert TrtRunner.from_bundle(bundle, artifact="int8-trt").record.precision == "int8"
     with pytest.raises(BackendError, match="built from the 'int8-trt' artifact, not 'fp32'"):
+        TrtRunner.from_bundle(bundle, artifact="fp32", precision="int8")
+    # without a precision the FP32 artifact means its FP16 engine, which is not built yet
+    with pytest.raises(BackendError, match="has no TensorRT fp16 engine"):
         TrtRunner.from_bundle(bundle, artifact="fp32")
 
 
