@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import statistics
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,24 +69,10 @@ def median_ms(
     ONNX Runtime, interleaved round-robin in a fresh order each round (edgevision.profile's
     method). The one timing loop of the build: the deployment choice and the budget's price."""
     from edgevision.backends.ort import OrtRunner
-    from edgevision.profile.models import round_robin, runner_timer
+    from edgevision.profile.models import median_ms as runner_medians
 
     runners = {n: OrtRunner(p, threads=threads, name=f"ort:{n}") for n, p in models.items()}
-    try:
-        active = {n: r.activate() for n, r in runners.items()}
-        timers = {
-            f"{n}@{k}": runner_timer(r, x) for n, r in active.items() for k, x in feeds.items()
-        }
-        samples = round_robin(timers, iterations, warmup=max(3, iterations // 10))
-    finally:
-        for r in runners.values():
-            if r.is_active:
-                r.deactivate()
-    out: dict[str, dict[str, float]] = {n: {} for n in models}
-    for key, values in samples.items():
-        name, feed = key.rsplit("@", 1)
-        out[name][feed] = statistics.median(values)
-    return out
+    return runner_medians(runners, feeds, iterations)
 
 
 def time_models(

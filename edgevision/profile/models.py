@@ -99,6 +99,33 @@ def round_robin(
     return samples
 
 
+def median_ms(
+    runners: Mapping[str, Runner], feeds: Mapping[str, np.ndarray], iterations: int = 30
+) -> dict[str, dict[str, float]]:
+    """Median ms per call of every (inactive) runner on every feed (runner -> feed name -> ms),
+    interleaved with `round_robin`, each on its own clock; the runners are activated for it
+    and deactivated after. The build's deployment timings (ONNX Runtime on the CPU, TensorRT
+    engines on the device) use it."""
+    import statistics
+
+    try:
+        for runner in runners.values():
+            runner.activate()
+        timers = {
+            f"{n}@{k}": runner_timer(r, x) for n, r in runners.items() for k, x in feeds.items()
+        }
+        samples = round_robin(timers, iterations, warmup=max(3, iterations // 10))
+    finally:
+        for runner in runners.values():
+            if runner.is_active:
+                runner.deactivate()
+    out: dict[str, dict[str, float]] = {n: {} for n in runners}
+    for key, values in samples.items():
+        name, feed = key.rsplit("@", 1)
+        out[name][feed] = statistics.median(values)
+    return out
+
+
 def _shuffled(names: list[str], rng: random.Random) -> list[str]:
     # A fresh order each round: what runs just before a timer (and so what is left in the
     # caches) is spread evenly over all timers, instead of always being the same neighbour.

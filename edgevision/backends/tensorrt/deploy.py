@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -127,29 +126,13 @@ def time_engines(
     import numpy as np
 
     from edgevision.backends.tensorrt.runner import TrtRunner
-    from edgevision.profile.models import round_robin, runner_timer
+    from edgevision.profile.models import median_ms
 
     rng = np.random.default_rng(0)
     feeds = {str(s[0]): rng.normal(size=s).astype(np.float32) for s in shapes}
     runners = {key: TrtRunner(record, name=f"tensorrt:{key}") for key, record in engines.items()}
-    try:
-        for runner in runners.values():
-            runner.activate()
-        timers = {
-            f"{key}@{batch}": runner_timer(runner, x)
-            for key, runner in runners.items()
-            for batch, x in feeds.items()
-        }
-        samples = round_robin(timers, iterations, warmup=max(3, iterations // 10))
-    finally:
-        for runner in runners.values():
-            if runner.is_active:
-                runner.deactivate()
-    out: dict[str, dict[str, float]] = {key: {} for key in engines}
-    for name, values in samples.items():
-        key, batch = name.rsplit("@", 1)
-        out[key][batch] = round(statistics.median(values), 4)
-    return out
+    times = median_ms(runners, feeds, iterations)
+    return {key: {b: round(ms, 4) for b, ms in by_batch.items()} for key, by_batch in times.items()}
 
 
 def record_choice(bundle: Bundle, choice: EngineChoice) -> EngineChoice:
