@@ -142,8 +142,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         crop_ratio=0.875,
     )
     fp32 = export_onnx(lite0(args.blocks, classes), spec, work / "fp32.onnx", "legacy", 17)
-    calib_crops = photo_crops(args.calib, seed=1)
-    held = photo_crops(args.held_out, seed=2)
+    calib_seed, held_seed = (int(x) for x in args.crop_seeds.split(","))
+    calib_crops = photo_crops(args.calib, seed=calib_seed)
+    held = photo_crops(args.held_out, seed=held_seed)
     labels, confidence = fp32_labels(fp32, held, spec)
     write_set(work / "calib", calib_crops)
     eval_set = eval_set_from_folder(write_set(work / "held_out", held, labels), spec)
@@ -178,6 +179,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "size": args.size,
         "method": args.method,
         "calib": args.calib,
+        "crop_seeds": args.crop_seeds,
         "held_out": len(eval_set.items),
         "confident": int(confident.sum()),
         "calibrate_s": round(calibrate_s, 1),
@@ -249,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calib", type=int, default=220, help="calibration crops")
     parser.add_argument("--held-out", type=int, default=220, help="held-out crops")
+    parser.add_argument(
+        "--crop-seeds", default="1,2", help="seeds of the calibration and held-out crops"
+    )
     parser.add_argument("--size", type=int, default=224, help="input size (px)")
     parser.add_argument("--blocks", type=int, default=None, help="truncated model (tests)")
     parser.add_argument("--method", default="minmax")

@@ -15,6 +15,7 @@ def test_small_real_photo_benchmark_runs_and_the_default_recipe_is_faithful(tmp_
     args = argparse.Namespace(
         calib=16,
         held_out=48,
+        crop_seeds="1,2",
         size=64,
         blocks=3,
         method="minmax",
