@@ -49,7 +49,9 @@ class DemoConfig:
     calib_size: int = 512
     # percentile: on an independent 1,040-image set both artifacts agree with FP32 on >= 99.5 %
     # (minmax 99.6 % cpu but 98.97 % on the 195-image test split: 2 images); see the README
-    method: str | None = None  # None: percentile (classification), minmax (detection)
+    # None: the task's (`BuildHooks.calibration_method`: percentile for the classifier, minmax
+    # for the detector and the segmenter)
+    method: str | None = None
     iterations: int = 300
     # None: 25 ms (the classifier, 128 px) or 50 ms (the detector, 320x240: INT8-cpu p50
     # ~10 ms, p99 ~27 ms with both cores shared)
@@ -158,7 +160,7 @@ def stage_build(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Pat
         input=Path(done["train"]["run"]),
         out=cfg.out / "bundle",
         calib_size=cfg.calib_size,
-        method=cfg.method or DEFAULT_METHOD[cfg.task],
+        method=cfg.method,
         threads=cfg.threads,
         seed=cfg.seed,
     )
@@ -177,7 +179,6 @@ def stage_build(cfg: DemoConfig, console: Console, done: dict) -> tuple[list[Pat
 
 # Segmentation: 8 epochs on 600 scenes reach test mIoU > 0.80 in ~4 minutes on 2 cores (README).
 DEFAULT_EPOCHS = {"classification": 20, "detection": 20, "segmentation": 8}
-DEFAULT_METHOD = {"classification": "percentile", "detection": "minmax", "segmentation": "minmax"}
 DEFAULT_BUDGET_MS = {"classification": 25.0, "detection": 50.0, "segmentation": 50.0}
 
 

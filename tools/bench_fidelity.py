@@ -133,7 +133,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     from edgevision.compile.export import export_onnx
     from edgevision.compile.quantize import TARGETS, prepare_for_quantization, quantize_for_target
     from edgevision.spec import ModelSpec
+    from edgevision.tasks.classify.build import ClassificationBuild
 
+    method = args.method or ClassificationBuild.calibration_method
     classes = 1000 if args.blocks is None else 10
     spec = ModelSpec(
         labels=tuple(f"c{i:04d}" for i in range(classes)),
@@ -153,7 +155,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     calib = collect_calibration(work / "calib", spec, args.calib)
     prep = prepare_for_quantization(fp32, work / "prep.onnx")
     started = time.perf_counter()
-    ranges = calibrate(prep, calib, spec, args.method, work / "cache", threads=args.threads)
+    ranges = calibrate(prep, calib, spec, method, work / "cache", threads=args.threads)
     calibrate_s = time.perf_counter() - started
     targets = args.targets.split(",")
     models: dict[str, Path] = {FP32: fp32}
@@ -177,7 +179,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     result = {
         "model": "efficientnet_lite0" + (f"[:{args.blocks}]" if args.blocks else ""),
         "size": args.size,
-        "method": args.method,
+        "method": method,
         "calib": args.calib,
         "crop_seeds": args.crop_seeds,
         "held_out": len(eval_set.items),
@@ -256,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--size", type=int, default=224, help="input size (px)")
     parser.add_argument("--blocks", type=int, default=None, help="truncated model (tests)")
-    parser.add_argument("--method", default="minmax")
+    parser.add_argument(
+        "--method", default=None, help="calibration (default: the classifier build's default)"
+    )
     parser.add_argument("--recipes", default="plain,bc,gptq,gptq+bc")
     parser.add_argument("--targets", default="cpu,tensorrt")
     parser.add_argument("--max-drop", type=float, default=None, help="also run the budget")

@@ -36,7 +36,12 @@ def register(app: typer.Typer) -> None:
         spec: Path | None = typer.Option(None, help="ModelSpec JSON (required for .onnx input)."),
         calib: str | None = typer.Option(None, help="Calibration DIR, GLOB or MANIFEST.json."),
         calib_size: int = typer.Option(512, help="Calibration images (>= 16)."),
-        method: str = typer.Option("minmax", help="Calibration: minmax, entropy, percentile."),
+        method: str | None = typer.Option(
+            None,
+            help="Calibration: minmax, entropy, percentile. Default: the task's (percentile "
+            "for a classifier, minmax for a detector or segmenter; as measured).",
+            show_default=False,
+        ),
         targets: str = typer.Option("cpu,tensorrt", help="INT8 targets, comma-separated."),
         eval_dir: Path | None = typer.Option(
             None,

@@ -71,7 +71,7 @@ class BuildConfig:
     spec: Path | None = None  # required for an ONNX input
     calib: str | None = None  # folder, glob or manifest; None: sample the training split
     calib_size: int = 512
-    method: str = "minmax"
+    method: str | None = None  # calibration; None: the task's (`BuildHooks.calibration_method`)
     targets: tuple[str, ...] = ("cpu", "tensorrt")
     eval: Path | None = None  # ImageFolder; None: the checkpoint's test split
     max_drop: float | None = None  # points of the task's metric (top-1, mAP) INT8 may lose
@@ -116,7 +116,8 @@ class BuildConfig:
         """Reject bad options before any work, naming the option and the fix."""
         for name in self.targets:
             TARGETS.get(name)
-        METHODS.get(self.method)
+        if self.method is not None:
+            METHODS.get(self.method)
         EXPORTERS.get(self.exporter)
         if not self.targets:
             raise ConfigError("no --targets given", f"use some of: {', '.join(TARGETS.names())}")
@@ -189,8 +190,11 @@ def build_bundle(config: BuildConfig, track: Tracker = silent) -> BuildResult:
         )
     started = time.perf_counter()
     source = load_source(config.input, config.spec)
+    hooks = build_hooks(source.spec)
     if config.min_agreement is None:
-        config = dataclasses.replace(config, min_agreement=build_hooks(source.spec).min_agreement)
+        config = dataclasses.replace(config, min_agreement=hooks.min_agreement)
+    if config.method is None:
+        config = dataclasses.replace(config, method=hooks.calibration_method)
     for note in source.notes:
         log.warning("%s", note)
     eval_set = _eval_set(config, source)

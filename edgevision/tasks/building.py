@@ -40,6 +40,8 @@ class BuildHooks:
     plot_file: str = ""  # the report's per-class PNG, in the bundle
     min_agreement: float = 99.0  # the default --min-agreement (%), in the metric's agreement
     float_head: str = "none"  # the default --float-head: "head", "tail" or "none"
+    # the default --method (calibration), as measured for the task (`edgevision.compile.calibrate`)
+    calibration_method: str = "minmax"
     # "module:function" checking a user's ONNX against the contract: (path, spec) -> an IO
     # record with ``input_shape`` and ``notes``
     contract: str = ""

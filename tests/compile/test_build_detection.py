@@ -78,6 +78,7 @@ def test_bundle_from_a_detection_run(built):
     assert bundle.spec.task == "detection"
     assert set(bundle.artifacts) == {"fp32", "int8-cpu", "int8-trt"}
     assert {"ap_per_class.png", "report.json", "report.md"} <= set(bundle.manifest["files"])
+    assert bundle.manifest["calibration"]["method"] == "minmax"  # the detector's default
     for name in ("fp32", "int8-cpu", "int8-trt"):
         graph = onnx.load(str(bundle.path(bundle.artifacts[name].file)))
         outputs = {

@@ -35,7 +35,8 @@ def test_build_then_inspect(run_dir, data_dir, tmp_path, capsys):
     write_images(calib, 16, seed=4)
     (calib / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     args = ["build", str(run_dir), "--out", str(tmp_path / "b"), "--calib", str(calib)]
-    args += ["--calib-size", "16", "--method", "percentile", "--targets", "cpu"]
+    # an explicit --method overrides the classifier's default (percentile)
+    args += ["--calib-size", "16", "--method", "minmax", "--targets", "cpu"]
     args += ["--exporter", "legacy", "--threads", "1", "--cache-dir", str(tmp_path / "cache")]
     out = _ok(args, capsys)
     assert "export check on 16 images: max abs diff" in out
@@ -43,9 +44,9 @@ def test_build_then_inspect(run_dir, data_dir, tmp_path, capsys):
     assert "int8-cpu" in out and "model.int8.cpu.onnx" in out
     bundle = Bundle.open(tmp_path / "b")
     assert set(bundle.artifacts) == {"fp32", "int8-cpu"}
-    assert bundle.manifest["calibration"]["method"] == "percentile"
+    assert bundle.manifest["calibration"]["method"] == "minmax"
     shown = _ok(["inspect", str(tmp_path / "b")], capsys)
-    assert "verified: all 6 files match" in shown and "percentile" in shown
+    assert "verified: all 6 files match" in shown and "minmax" in shown
     as_json = _ok(["inspect", str(tmp_path / "b"), "--json"], capsys)
     assert json.loads(as_json[: as_json.rindex("}") + 1])["schema_version"] == 1
 

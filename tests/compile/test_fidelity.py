@@ -18,7 +18,7 @@ def test_small_real_photo_benchmark_runs_and_the_default_recipe_is_faithful(tmp_
         crop_seeds="1,2",
         size=64,
         blocks=3,
-        method="minmax",
+        method=None,  # the classifier build's default
         recipes="plain,gptq+bc",
         targets="cpu,tensorrt",
         max_drop=None,
