@@ -47,10 +47,8 @@ class DemoConfig:
     epochs: int | None = None
     freeze: str = "full"
     calib_size: int = 512
-    # percentile: on an independent 1,040-image set both artifacts agree with FP32 on >= 99.5 %
-    # (minmax 99.6 % cpu but 98.97 % on the 195-image test split: 2 images); see the README
     # None: the task's (`BuildHooks.calibration_method`: percentile for the classifier, minmax
-    # for the detector and the segmenter)
+    # for the detector and the segmenter; why: the README and those hooks)
     method: str | None = None
     iterations: int = 300
     # None: 25 ms (the classifier, 128 px) or 50 ms (the detector, 320x240: INT8-cpu p50
