@@ -123,4 +123,6 @@ def test_cli_run_writes_track_events_and_video(det_bundle, moving, tmp_path, cap
     assert info.value.code == 0, out
     kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
     assert kinds == ["appeared", "left"] and video.stat().st_size > 0
-    assert "square" in out  # the console line counts objects per class
+    # a status line at most once a second: a short clip may print only frame 0's (the count
+    # per class is tested on the sink itself, test_sinks.py)
+    assert "frame      0" in out and "FPS" in out

@@ -114,6 +114,22 @@ def test_console_prints_at_most_once_per_interval():
     assert len(lines) == 1 and "frame      0" in lines[0] and "latency" in lines[0]
 
 
+def test_console_counts_a_detectors_objects_per_class():
+    import dataclasses
+
+    out = io.StringIO()
+    sink = make_sink("stdout", stream=out)
+    sink.open(INFO)
+    objects = [{"label": "b"}, {"label": "a"}, {"label": "b"}]
+    sink.write(dataclasses.replace(result(0), objects=objects))
+    sink.write(dataclasses.replace(result(1), objects=[]))  # within the interval: not printed
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and "2 b, 1 a" in lines[0]
+    sink = make_sink("stdout", interval=0.0, stream=out)
+    sink.write(dataclasses.replace(result(2), objects=[]))
+    assert "frame      2  no objects" in out.getvalue()
+
+
 def test_annotate_and_rate_meter():
     meter = RateMeter(window=5)
     assert meter.tick(0.0) == 0.0
