@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = build_parser(__doc__, method="percentile")  # the demo's method
+    p = build_parser(__doc__)  # the task's method, as the demo builds
     p.add_argument("--run", type=Path, help="RUN folder from `edgevision train` (the demo model)")
     p.add_argument("--bundle", type=Path, help="bundle to measure (built here if missing)")
     p.add_argument("--rebuild", action="store_true", help="build the bundle even if it exists")

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = build_parser(__doc__, method="minmax")  # --calib (default here: fresh scenes), --json
+    p = build_parser(__doc__)  # --calib (default here: fresh scenes), --method, --json
     p.add_argument("--run", type=Path, required=True, help="detection RUN folder")
     p.add_argument("--max-drop", type=float, default=0.5, help="the budgeted build's budget")
     p.add_argument("--build-threads", type=int, default=0, help="threads for the builds")

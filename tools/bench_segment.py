@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--candidates", default="finetune,scratch")
     p.add_argument("--calib-size", type=int, default=512)
-    p.add_argument("--method", default="minmax")
+    p.add_argument("--method", default=None, help="calibration (default: the segmenter's)")
     p.add_argument("--rounds", type=int, default=15, help="interleaved latency rounds")
     p.add_argument("--iters", type=int, default=10, help="calls per fn per round")
     p.add_argument("--clip-seconds", type=float, default=10.0)
@@ -68,7 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --work: take finished training runs from WORK/<candidate> (no training)",
     )
     p.add_argument("--verbose", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.method is None:  # recorded in the JSON by name
+        from edgevision.tasks.segment.build import SegmentationBuild
+
+        args.method = SegmentationBuild.calibration_method
+    return args
 
 
 def quiet(args: argparse.Namespace) -> Any:

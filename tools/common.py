@@ -28,12 +28,14 @@ def machine() -> dict[str, Any]:
     }
 
 
-def build_parser(doc: str | None, method: str) -> argparse.ArgumentParser:
-    """A parser with the options every build benchmark takes (calibration, JSON output)."""
+def build_parser(doc: str | None, method: str | None = None) -> argparse.ArgumentParser:
+    """A parser with the options every build benchmark takes (calibration, JSON output);
+    ``method`` None: the build's default for the model's task (`BuildHooks.calibration_method`)."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--calib", help="calibration DIR|GLOB|MANIFEST (default: training split)")
     p.add_argument("--calib-size", type=int, default=512)
-    p.add_argument("--method", default=method, help=f"calibration method ({method})")
+    shown = method or "the task's default"
+    p.add_argument("--method", default=method, help=f"calibration method ({shown})")
     p.add_argument("--json", help="write the results here")
     return p
 
