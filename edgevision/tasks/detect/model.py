@@ -59,13 +59,50 @@ class Neck(nn.Module):
         return out
 
 
+class _SharedTower(nn.Module):
+    """Conv weights shared across levels, one BatchNorm per level (RTMDet's shared head).
+
+    A BatchNorm shared across levels normalises each level by its own batch statistics while
+    training but by one running average of all levels at inference, a mismatch a per-level
+    norm does not have; the convs stay shared, so every level still trains the same filters.
+    """
+
+    def __init__(self, channels: int, depth: int, levels: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False) for _ in range(depth)
+        )
+        self.norms = nn.ModuleList(
+            nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(depth)) for _ in range(levels)
+        )
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        # Checkpoints written before the per-level norms (one ``Sequential`` of Conv+BN+ReLU,
+        # keys ``{d}.0.weight`` / ``{d}.1.*``) load exactly: each level gets the shared norm.
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            rest = key[len(prefix) :].split(".")
+            if len(rest) == 3 and rest[0].isdigit() and rest[1] in ("0", "1"):
+                value = state_dict.pop(key)
+                if rest[1] == "0":
+                    state_dict[f"{prefix}convs.{rest[0]}.{rest[2]}"] = value
+                else:
+                    for level in range(len(self.norms)):
+                        state_dict[f"{prefix}norms.{level}.{rest[0]}.{rest[2]}"] = value
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def forward(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        for conv, norm in zip(self.convs, self.norms[level], strict=True):
+            x = F.relu(norm(conv(x)), inplace=True)
+        return x
+
+
 class Head(nn.Module):
     """Shared across levels: a classification tower and a box tower (+ IoU quality)."""
 
     def __init__(self, num_classes: int, channels: int = NECK_CHANNELS, levels: int = 3) -> None:
         super().__init__()
-        self.cls_tower = nn.Sequential(*(_conv(channels, channels) for _ in range(HEAD_DEPTH)))
-        self.box_tower = nn.Sequential(*(_conv(channels, channels) for _ in range(HEAD_DEPTH)))
+        self.cls_tower = _SharedTower(channels, HEAD_DEPTH, levels)
+        self.box_tower = _SharedTower(channels, HEAD_DEPTH, levels)
         self.cls = nn.Conv2d(channels, num_classes, 3, padding=1)
         self.box = nn.Conv2d(channels, 4, 3, padding=1)
         self.quality = nn.Conv2d(channels, 1, 3, padding=1)
@@ -79,8 +116,8 @@ class Head(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         cls, box, quality = [], [], []
         for i, f in enumerate(feats):
-            c = self.cls_tower(f)
-            b = self.box_tower(f)
+            c = self.cls_tower(f, i)
+            b = self.box_tower(f, i)
             cls.append(self.cls(c).flatten(2))
             box.append((self.box(b) * self.scales[i]).flatten(2))
             quality.append(self.quality(b).flatten(2))

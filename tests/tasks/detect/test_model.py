@@ -85,3 +85,50 @@ def test_shipped_weights_reach_the_detector_backbone():
 def test_a_backbone_without_the_detector_strides_is_refused():
     with pytest.raises(EdgeVisionError, match="strides|features_only"):
         create_detector("test_vit", 2, (64, 64), None)
+
+
+def test_head_shares_convs_but_keeps_each_levels_norm_statistics():
+    from edgevision.tasks.detect.model import Head
+
+    torch.manual_seed(0)
+    head = Head(3, channels=8, levels=3).train()
+    # three levels with very different statistics, as a backbone's stride 8/16/32 maps have
+    feats = [torch.randn(4, 8, 8, 8) * s + s for s in (0.5, 2.0, 8.0)]
+    for _ in range(50):
+        head(feats)
+    spread = [norms[0].running_var.mean().item() for norms in head.cls_tower.norms]
+    assert spread[0] < spread[1] < spread[2]  # one running average per level, not one for all
+    assert len(head.cls_tower.convs) == len(head.box_tower.convs)  # one set of convs
+    trained = [o.clone() for o in head(feats)]
+    head.eval()  # inference normalises each level as training did: outputs barely move
+    for before, after in zip(trained, head(feats), strict=True):
+        assert torch.allclose(before, after, atol=0.1 * float(before.abs().max()) + 1e-3)
+
+
+def test_a_checkpoint_from_before_the_per_level_norms_loads_exactly():
+    from torch import nn
+
+    from edgevision.tasks.detect.model import Head
+
+    torch.manual_seed(0)
+    head = Head(3, channels=8, levels=3).eval()
+
+    def old_tower() -> nn.Sequential:  # the earlier layout: Conv+BN+ReLU shared by every level
+        layers = []
+        for _ in range(2):
+            norm = nn.BatchNorm2d(8)
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+            norm.weight.data.uniform_(0.5, 1.5)
+            layers.append(nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, bias=False), norm, nn.ReLU()))
+        return nn.Sequential(*layers).eval()
+
+    cls_old, box_old = old_tower(), old_tower()
+    state = {k: v for k, v in head.state_dict().items() if "tower" not in k}
+    state.update({f"cls_tower.{k}": v for k, v in cls_old.state_dict().items()})
+    state.update({f"box_tower.{k}": v for k, v in box_old.state_dict().items()})
+    head.load_state_dict(state)  # strict: every old key is mapped, every new key is filled
+    f = torch.randn(2, 8, 6, 6)
+    for level in range(3):
+        assert torch.allclose(head.cls_tower(f, level), cls_old(f), atol=1e-6)
+        assert torch.allclose(head.box_tower(f, level), box_old(f), atol=1e-6)
