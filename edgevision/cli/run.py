@@ -53,6 +53,11 @@ def register(app: typer.Typer) -> None:
             "a detector).",
         ),
         track: bool = typer.Option(True, "--track/--no-track", help="Detector: track objects."),
+        nms: str = typer.Option(
+            "agnostic",
+            help="Detector: 'agnostic' keeps one box per object with its best label; "
+            "'per-class' one per label above the threshold (how COCO mAP is measured).",
+        ),
         track_max_age: float = typer.Option(
             1.0, min=0.0, help="Detector: seconds a track survives unseen before it 'left'."
         ),
@@ -100,6 +105,7 @@ def register(app: typer.Typer) -> None:
             threshold=_threshold(opened, threshold),
             tracker=_tracker(track_max_age),
             tracking=track,
+            nms=nms,
             smooth=smooth,
             realtime=realtime,
             max_frames=max_frames,

@@ -56,7 +56,8 @@ class Pipeline:
     ``topk``/``threshold``/``smooth``: see `Classifier` (``threshold`` None: 0). A detection
     bundle's results carry detections and track events instead (`DetectionHead`):
     ``threshold`` None is the spec's score threshold, ``tracker`` a `TrackerConfig`,
-    ``tracking`` False reports detections without tracks. ``realtime``: read a file at its
+    ``tracking`` False reports detections without tracks, ``nms`` ``"agnostic"`` (one label per
+    box, the default) or ``"per-class"`` (COCO's class-aware NMS). ``realtime``: read a file at its
     native frame rate, like a camera (newest frame, drops). ``max_frames``: stop after this
     many results. ``reconnect``: the backoff policy for a lost or stalled source.
     ``pin_cpus``: give the inference thread a CPU of its own and the other stages the rest
@@ -86,6 +87,7 @@ class Pipeline:
         runner: Runner | None = None,
         tracker: Any = None,
         tracking: bool = True,
+        nms: str = "agnostic",
         **backend_options: Any,
     ) -> None:
         from edgevision.bundle import Bundle
@@ -102,7 +104,9 @@ class Pipeline:
         # A task's own per-frame head (a detector's NMS + tracking, a segmenter's mask); the
         # classifier's softmax when it has none.
         self.head = (
-            task.load(task.runtime)(spec, threshold=threshold, tracker=tracker, tracking=tracking)
+            task.load(task.runtime)(
+                spec, threshold=threshold, tracker=tracker, tracking=tracking, nms=nms
+            )
             if task.runtime
             else None
         )

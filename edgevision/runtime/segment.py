@@ -148,8 +148,12 @@ class SegmentationHead:
 
 
 def runtime_head(
-    spec: ModelSpec, threshold: float | None = None, tracker: Any = None, tracking: bool = True
+    spec: ModelSpec,
+    threshold: float | None = None,
+    tracker: Any = None,
+    tracking: bool = True,
+    nms: str = "agnostic",
 ) -> SegmentationHead:
-    """The segmentation task's runtime head (`Task.runtime`); a segmenter has no tracks, so
-    ``tracker`` and ``tracking`` are ignored."""
+    """The segmentation task's runtime head (`Task.runtime`); a segmenter has no boxes or
+    tracks, so ``tracker``, ``tracking`` and ``nms`` are ignored."""
     return SegmentationHead(spec, threshold)

@@ -114,6 +114,37 @@ def test_head_refuses_outputs_without_boxes():
         head({"logits": np.zeros((1, 1))}, (8, 8), 0.0)
 
 
+def _two_labels_on_one_box():
+    spec = ModelSpec(labels=("50", "80"), task="detection", input_size=(64, 64))
+    boxes = np.array([[[8, 8, 40, 40], [9, 8, 40, 41], [0, 0, 1, 1]]], np.float32)
+    scores = np.array([[[0.7, 0.1], [0.1, 0.6], [0.0, 0.0]]], np.float32)
+    return spec, {"boxes": boxes, "scores": scores}
+
+
+def test_head_keeps_one_label_per_object_by_default_so_one_track_per_sign():
+    spec, outputs = _two_labels_on_one_box()
+    head = DetectionHead(spec)
+    for i in range(4):
+        frame = head(outputs, (64, 64), i / 15)
+        (obj,) = frame.objects
+        assert obj["label"] == "50" and obj["score"] == pytest.approx(0.7)
+    assert obj["track"] == 1 and [e["track"] for e in frame.events] == []
+    # class-aware NMS (COCO's): the hesitation is reported as a second object, and tracked
+    head = DetectionHead(spec, nms="per-class")
+    for i in range(4):
+        frame = head(outputs, (64, 64), i / 15)
+    assert sorted(o["label"] for o in frame.objects) == ["50", "80"]
+    assert sorted(o["track"] for o in frame.objects) == [1, 2]
+
+
+def test_head_refuses_an_unknown_nms_mode():
+    from edgevision.errors import ConfigError
+
+    spec, _ = _two_labels_on_one_box()
+    with pytest.raises(ConfigError, match="'classwise' is not an NMS mode"):
+        DetectionHead(spec, nms="classwise")
+
+
 def test_cli_run_writes_track_events_and_video(det_bundle, moving, tmp_path, capsys):
     events, video = tmp_path / "tracks.jsonl", tmp_path / "out.mp4"
     args = [det_bundle, "--source", moving, "--events", events, "--video", video, "--threads", "1"]
@@ -126,3 +157,15 @@ def test_cli_run_writes_track_events_and_video(det_bundle, moving, tmp_path, cap
     # a status line at most once a second: a short clip may print only frame 0's (the count
     # per class is tested on the sink itself, test_sinks.py)
     assert "frame      0" in out and "FPS" in out
+
+
+def test_cli_run_refuses_an_unknown_nms_mode_before_reading_the_source(
+    det_bundle, moving, tmp_path, capsys
+):
+    events = tmp_path / "tracks.jsonl"
+    args = [det_bundle, "--source", moving, "--events", events, "--nms", "classwise"]
+    with pytest.raises(SystemExit) as info:
+        main(["run", *map(str, args)])
+    captured = capsys.readouterr()
+    assert info.value.code != 0 and "not an NMS mode" in captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err and not events.exists()

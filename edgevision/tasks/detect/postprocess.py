@@ -2,10 +2,16 @@
 
 The runtime side of the detection contract (`edgevision.tasks.detect.spec`): the graph gives
 ``boxes`` [K, 4] in model-input pixels and ``scores`` [K, classes] for its top-K candidates;
-here every (candidate, class) pair above the score threshold is kept, class-aware
-non-maximum suppression removes duplicates, at most ``max_detections`` remain, and the boxes
-go back through the resize `preprocess` applied (`geometry.box_transform`). Training's
-evaluation uses `torchvision.ops.batched_nms` for the same step; the tests hold the two equal.
+here every (candidate, class) pair above the score threshold is kept, non-maximum
+suppression removes duplicates, at most ``max_detections`` remain, and the boxes go back
+through the resize `preprocess` applied (`geometry.box_transform`).
+
+Two NMS modes. *Class-aware* (the default here, and COCO's convention: training's evaluation
+uses `torchvision.ops.batched_nms` for the same step, and the tests hold the two equal) keeps
+one box per object *and label*, so an object the model hesitates about is reported once per
+label it scores above the threshold; mAP rewards that hedging. *Class-agnostic* keeps one box
+per object with its best label; the runtime uses it by default (`edgevision.runtime.detect`),
+because a tracker given two labels on one sign starts a second track on it.
 """
 
 from __future__ import annotations
@@ -82,11 +88,13 @@ def postprocess(
     spec: ModelSpec,
     frame_size: tuple[int, int],
     score_threshold: float | None = None,
+    class_agnostic: bool = False,
 ) -> Detections:
     """One image's ``boxes`` [K, 4] and ``scores`` [K, C] → `Detections` in frame pixels.
 
     ``frame_size`` is the original frame's (width, height); ``score_threshold`` defaults to the
-    spec's ``detection.score_threshold``.
+    spec's ``detection.score_threshold``; ``class_agnostic`` lets boxes of different labels
+    suppress each other (one label per object) instead of class-aware NMS.
     """
     options = spec.detection
     threshold = options.score_threshold if score_threshold is None else float(score_threshold)
@@ -94,6 +102,9 @@ def postprocess(
     scores = np.asarray(scores, dtype=np.float32).reshape(boxes.shape[0], -1)
     cand, label = np.nonzero(scores > threshold)
     b, s = boxes[cand], scores[cand, label]
-    keep = batched_nms(b, s, label, options.iou_threshold, options.max_detections)
+    if class_agnostic:
+        keep = nms(b, s, options.iou_threshold, options.max_detections)
+    else:
+        keep = batched_nms(b, s, label, options.iou_threshold, options.max_detections)
     to_frame = box_transform(spec, *frame_size).to_frame
     return Detections(to_frame(b[keep]), s[keep], label[keep].astype(np.int64))

@@ -65,3 +65,19 @@ def test_postprocess_thresholds_limits_and_maps_to_the_frame():
     assert det.boxes[0].tolist() == pytest.approx([0.0, 80.0, 160.0, 240.0])
     low = postprocess(boxes, scores, spec, frame_size=(400, 400), score_threshold=0.15)
     assert len(low.scores) == 3  # box 1 repeats box 0 in class a and goes; box 2: a and b
+
+
+def test_class_agnostic_postprocess_keeps_one_label_per_box():
+    spec = ModelSpec(labels=("a", "b"), task="detection", input_size=(100, 100))
+    boxes = np.array([[10, 10, 50, 50], [12, 11, 51, 50], [60, 60, 90, 90]], np.float32)
+    scores = np.array([[0.4, 0.7], [0.6, 0.1], [0.5, 0.45]], np.float32)
+    aware = postprocess(boxes, scores, spec, frame_size=(100, 100))
+    # class-aware: box 0 as b, box 1 as a (box 0's own a is suppressed by box 1), box 2 twice
+    order = np.argsort(-aware.scores)
+    assert aware.labels[order].tolist() == [1, 0, 0, 1]
+    assert aware.scores[order].tolist() == pytest.approx([0.7, 0.6, 0.5, 0.45])
+    agnostic = postprocess(boxes, scores, spec, frame_size=(100, 100), class_agnostic=True)
+    assert agnostic.labels.tolist() == [1, 0] and agnostic.scores.tolist() == pytest.approx(
+        [0.7, 0.5]
+    )
+    np.testing.assert_allclose(agnostic.boxes, [[10, 10, 50, 50], [60, 60, 90, 90]], atol=1e-4)
