@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "size": args.size,
         "images": args.images,
         "load_avg_at_end": os.getloadavg(),
