@@ -15,6 +15,7 @@ mAP@[.5:.95] at equal time.
 
     .venv/bin/python tools/bench_detect.py --epochs 23        # 600 scenes, 320x240, both runs
     .venv/bin/python tools/bench_detect.py --candidates finetune --epochs 10
+    .venv/bin/python tools/bench_detect.py --copy-paste 0   # without pasted objects (old default)
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", default=None, help="input WIDTHxHEIGHT (default: train's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: train's)")
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument(
+        "--copy-paste", type=int, default=None, help="objects pasted per image (train's)"
+    )
+    p.add_argument(
+        "--omp-wait-policy",
+        default="PASSIVE",
+        help="OMP_WAIT_POLICY to set (PASSIVE: for shared cores; 'unset': as edgevision train)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--candidates", default="finetune,scratch", help="finetune, scratch")
@@ -75,6 +84,8 @@ def run_candidate(name: str, data: Path, work: Path, args: argparse.Namespace) -
         changes["epochs"] = args.epochs
     if args.batch_size:
         changes["batch_size"] = args.batch_size
+    if args.copy_paste is not None:
+        changes["copy_paste"] = args.copy_paste
     config = dataclasses.replace(config, **changes)
     quiet = contextlib.redirect_stdout(io.StringIO()) if not args.verbose else None
     with quiet or contextlib.nullcontext():
@@ -83,6 +94,7 @@ def run_candidate(name: str, data: Path, work: Path, args: argparse.Namespace) -
     return {
         "candidate": name,
         "weights": config.weights,
+        "copy_paste": result.config["copy_paste"],
         "test": {
             k: m["test"][k]
             for k in (
@@ -174,7 +186,8 @@ def render(rows: list[dict], console: Console) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads on shared cores
+    if args.omp_wait_policy.lower() != "unset":  # spinning OpenMP threads on shared cores
+        os.environ.setdefault("OMP_WAIT_POLICY", args.omp_wait_policy)
     console = Console() if Console().is_terminal else Console(width=150)
     names = [n.strip() for n in args.candidates.split(",") if n.strip()]
     unknown = [n for n in names if n not in CANDIDATES]

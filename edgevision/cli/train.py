@@ -80,6 +80,11 @@ def register(app: typer.Typer) -> None:
             help="none, light, default or strong (classification: default, detection: light).",
         ),
         hflip: bool = typer.Option(D.hflip, help="Random horizontal flips (not for signs!)."),
+        copy_paste: int | None = typer.Option(
+            D.copy_paste,
+            help="Detection: paste up to N objects from other training images into each "
+            "training image (default 16; 0: off).",
+        ),
         split: str = typer.Option(split_default, help="train,val,test ratios."),
         seed: int = typer.Option(D.seed, help="Seed of the split, order and augmentation."),
         patience: int = typer.Option(D.patience, help="Early-stopping patience (0: off)."),

@@ -22,7 +22,8 @@ AUGMENTS = ("none", "light", "default", "strong")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)  # == edgevision.data.dataset.DEFAULT_RATIOS (tested)
 # Options whose default depends on the task (its Trainer.defaults); None until `resolved`.
-TASK_DEFAULTED = ("size", "resize", "monitor", "augment", "batch_size")
+TASK_DEFAULTED = ("size", "resize", "monitor", "augment", "batch_size", "copy_paste")
+MAX_COPY_PASTE = 64
 
 
 @dataclass
@@ -35,7 +36,8 @@ class TrainConfig:
     ``"head"`` or ``"last:N"``. ``threads`` ``None`` means all cores. ``size`` is the input side
     in pixels (square) or ``"WIDTHxHEIGHT"``. The options in `TASK_DEFAULTED` left ``None`` take
     the task's defaults (`resolved`; e.g. classification 128 px, batch 32, detection 320x240,
-    batch 8).
+    batch 8). ``copy_paste``: the most objects pasted into a training image from other
+    training images (detection only; 0 off; detection's default is measured in the README).
     """
 
     data: str
@@ -62,6 +64,7 @@ class TrainConfig:
     ema: float = 0.998  # decay of the weights' moving average (0: off); measured: README
     augment: str | None = None
     hflip: bool = False
+    copy_paste: int | None = None
     split: tuple[float, float, float] = DEFAULT_RATIOS
     seed: int = 0
     patience: int = 6
@@ -156,10 +159,22 @@ class TrainConfig:
             ("--workers", self.workers, self.workers >= 0, ">= 0"),
             ("--cache-mb", self.cache_mb, self.cache_mb >= 0, ">= 0"),
             ("--threads", self.threads, self.threads is None or self.threads >= 1, ">= 1"),
+            (
+                "--copy-paste",
+                self.copy_paste,
+                0 <= self.copy_paste <= MAX_COPY_PASTE,
+                f"in 0..{MAX_COPY_PASTE} (0 turns it off)",
+            ),
         )
         for name, value, ok, valid in checks:
             if not ok:
                 raise EdgeVisionError(f"{name} {value} is out of range", f"use a value {valid}")
+        if self.copy_paste and self.task != "detection":
+            raise EdgeVisionError(
+                f"--copy-paste {self.copy_paste}: pasting boxed objects applies to detection, "
+                f"not {self.task}",
+                "leave --copy-paste out (or pass 0)",
+            )
         if self.resume and self.overwrite:
             raise EdgeVisionError(
                 "--resume and --overwrite contradict each other", "pass only one of them"

@@ -160,6 +160,7 @@ def _prepare_run_dir(config: TrainConfig, ctx: dist_.DistContext) -> TrainConfig
                 f"--resume: {run_dir / LAST} does not exist", "start the run without --resume"
             )
         saved = read_checkpoint(run_dir / LAST)["config"]
+        saved.setdefault("copy_paste", 0)  # a run saved before --copy-paste pasted nothing
         overrides = {k: getattr(config, k) for k in RESUME_OVERRIDES}
         # .resolved(): a run saved before the task layer has no task (it is a classifier)
         config = TrainConfig.from_dict({**saved, **overrides}).resolved()

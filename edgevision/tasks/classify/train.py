@@ -31,6 +31,7 @@ class ClassificationTrainer(Trainer):
         "monitor": "val_acc",
         "augment": "default",
         "batch_size": 32,
+        "copy_paste": 0,
     }
     monitors = {
         "val_acc": ("val_acc", 1.0),

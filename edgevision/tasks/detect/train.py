@@ -45,13 +45,15 @@ class DetectionTrainer(Trainer):
 
     task = "detection"
     # Measured on the synthetic scenes (README): light augmentation and batch 8 reach a higher
-    # val mAP in the same CPU time than default augmentation or batch 16 / 4.
+    # val mAP in the same CPU time than default augmentation or batch 16 / 4; pasting up to 16
+    # objects per image (copy-paste) a higher one than 8, 5, 3 or none.
     defaults = {
         "size": "320x240",
         "resize": "letterbox",
         "monitor": "val_map",
         "augment": "light",
         "batch_size": 8,
+        "copy_paste": 16,
     }
     monitors = {
         "val_map": ("val_map", 1.0),
@@ -65,6 +67,12 @@ class DetectionTrainer(Trainer):
     issue_kind = "box issue(s)"
     dataset_type = DetectionDataset
     make_augment = staticmethod(make_augment)
+
+    def datasets(self, split: Any, spec: Any, store: Any, config: Any) -> dict[str, Any]:
+        """The task's datasets, the training one pasting up to ``--copy-paste`` objects."""
+        datasets = super().datasets(split, spec, store, config)
+        datasets["train"].copy_paste = int(config.copy_paste)
+        return datasets
 
     def make_spec(self, config: Any, split: DetectionSplit) -> ModelSpec:
         return ModelSpec(

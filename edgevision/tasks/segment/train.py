@@ -54,6 +54,7 @@ class SegmentationTrainer(Trainer):
         "monitor": "val_miou",
         "augment": "light",
         "batch_size": 8,
+        "copy_paste": 0,
     }
     monitors = {
         "val_miou": ("val_miou", 1.0),
