@@ -204,3 +204,42 @@ def test_cli_synth_then_train_a_detector(tmp_path, capsys):
     assert "detection balance" in out and "val mAP" in out and "mAP@.5" in out
     assert json.loads((run / "config.json").read_text())["task"] == "detection"
     assert (run / "predictions_test.png").is_file()
+
+
+def test_copy_paste_reaches_the_training_images_only(coco_data, tmp_path, monkeypatch):
+    from edgevision.tasks.detect import data as det_data
+
+    real, calls = det_data.paste_objects, []
+
+    def counting(*args, **kwargs):
+        calls.append(args[4])  # how many objects are asked for
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(det_data, "paste_objects", counting)
+    result = train(_config(coco_data, tmp_path / "cp", epochs=1, copy_paste=2))
+    assert result.config["copy_paste"] == 2
+    assert len(calls) == 12 and set(calls) <= {1, 2}  # every training image (12 of 24), no other
+    calls.clear()
+    train(_config(coco_data, tmp_path / "off", epochs=1, copy_paste=0))
+    assert calls == []
+
+
+def test_a_run_saved_before_copy_paste_resumes_without_it(coco_data, tmp_path, monkeypatch):
+    real_epoch, calls = loop_module._train_epoch, []
+
+    def crash_in_epoch_2(run, loader):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(run, loader)
+
+    monkeypatch.setattr(loop_module, "_train_epoch", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(coco_data, tmp_path / "old", epochs=2, copy_paste=0))
+    monkeypatch.setattr(loop_module, "_train_epoch", real_epoch)
+    last = tmp_path / "old" / "checkpoint_last.pt"
+    payload = torch.load(last, weights_only=True)
+    del payload["config"]["copy_paste"]  # as written before the option existed
+    torch.save(payload, last)
+    resumed = train(_config(coco_data, tmp_path / "old", epochs=2, resume=True))
+    assert resumed.config["copy_paste"] == 0  # not detection's default of 16
