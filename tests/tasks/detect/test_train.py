@@ -87,20 +87,25 @@ def test_checkpoint_rebuilds_the_detector(coco_data, tmp_path):
     assert source.spec.task == "detection" and isinstance(source.split, DetectionSplit)
 
 
-def test_resume_after_interrupt_matches_an_uninterrupted_run(coco_data, tmp_path, monkeypatch):
-    whole = train(_config(coco_data, tmp_path / "whole", epochs=3, ema=0.9))
+def _interrupt_in_epoch(monkeypatch, epoch: int, config: TrainConfig) -> None:
+    """Train ``config`` with a Ctrl-C in epoch ``epoch`` (the checkpoints before it stay)."""
     real_epoch, calls = loop_module._train_epoch, []
 
-    def crash_in_epoch_3(run, loader):
+    def crash(run, loader):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == epoch:
             raise KeyboardInterrupt
         return real_epoch(run, loader)
 
-    monkeypatch.setattr(loop_module, "_train_epoch", crash_in_epoch_3)
+    monkeypatch.setattr(loop_module, "_train_epoch", crash)
     with pytest.raises(KeyboardInterrupt):
-        train(_config(coco_data, tmp_path / "cut", epochs=3, ema=0.9))
+        train(config)
     monkeypatch.setattr(loop_module, "_train_epoch", real_epoch)
+
+
+def test_resume_after_interrupt_matches_an_uninterrupted_run(coco_data, tmp_path, monkeypatch):
+    whole = train(_config(coco_data, tmp_path / "whole", epochs=3, ema=0.9))
+    _interrupt_in_epoch(monkeypatch, 3, _config(coco_data, tmp_path / "cut", epochs=3, ema=0.9))
     resumed = train(_config(coco_data, tmp_path / "cut", epochs=3, resume=True))
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -225,18 +230,9 @@ def test_copy_paste_reaches_the_training_images_only(coco_data, tmp_path, monkey
 
 
 def test_a_run_saved_before_copy_paste_resumes_without_it(coco_data, tmp_path, monkeypatch):
-    real_epoch, calls = loop_module._train_epoch, []
-
-    def crash_in_epoch_2(run, loader):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(run, loader)
-
-    monkeypatch.setattr(loop_module, "_train_epoch", crash_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train(_config(coco_data, tmp_path / "old", epochs=2, copy_paste=0))
-    monkeypatch.setattr(loop_module, "_train_epoch", real_epoch)
+    _interrupt_in_epoch(
+        monkeypatch, 2, _config(coco_data, tmp_path / "old", epochs=2, copy_paste=0)
+    )
     last = tmp_path / "old" / "checkpoint_last.pt"
     payload = torch.load(last, weights_only=True)
     del payload["config"]["copy_paste"]  # as written before the option existed
