@@ -115,7 +115,7 @@ class DetectionDataset(SplitDataset):
     """``(tensor, target)``: ``target = {"boxes": [M, 4] input pixels, "labels": [M]}``.
 
     ``copy_paste`` (set on the training set only): the most objects `paste_objects` adds to an
-    image, drawn from this split's other images; 0 turns it off.
+    image, drawn from this split's images (its own included); 0 turns it off.
     """
 
     items: list[tuple[Path, DetectionSample]]
