@@ -45,6 +45,7 @@ class Trainer:
     issue_kind: str = "dataset issue(s)"  # what `announce` calls the split's ``issues``
     dataset_type: Callable[..., Any] | None = None  # (items, spec, store, augment, seed)
     make_augment: Callable[..., Any] | None = None  # (level, hflip, fill=) -> train augment
+    pastes_objects: bool = False  # whether ``--copy-paste`` applies (its datasets paste boxes)
 
     def check_monitor(self, monitor: str) -> None:
         """Refuse a monitor this task does not record."""

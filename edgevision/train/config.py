@@ -169,12 +169,15 @@ class TrainConfig:
         for name, value, ok, valid in checks:
             if not ok:
                 raise EdgeVisionError(f"{name} {value} is out of range", f"use a value {valid}")
-        if self.copy_paste and self.task != "detection":
-            raise EdgeVisionError(
-                f"--copy-paste {self.copy_paste}: pasting boxed objects applies to detection, "
-                f"not {self.task}",
-                "leave --copy-paste out (or pass 0)",
-            )
+        if self.copy_paste:
+            from edgevision.tasks import get_task
+
+            if not get_task(self.task).training().pastes_objects:
+                raise EdgeVisionError(
+                    f"--copy-paste {self.copy_paste}: pasting boxed objects applies to "
+                    f"detection, not {self.task}",
+                    "leave --copy-paste out (or pass 0)",
+                )
         if self.resume and self.overwrite:
             raise EdgeVisionError(
                 "--resume and --overwrite contradict each other", "pass only one of them"

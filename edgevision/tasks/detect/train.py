@@ -67,6 +67,7 @@ class DetectionTrainer(Trainer):
     issue_kind = "box issue(s)"
     dataset_type = DetectionDataset
     make_augment = staticmethod(make_augment)
+    pastes_objects = True
 
     def datasets(self, split: Any, spec: Any, store: Any, config: Any) -> dict[str, Any]:
         """The task's datasets, the training one pasting up to ``--copy-paste`` objects."""
