@@ -115,8 +115,12 @@ class DetectionEvaluation(Comparison):
     """Detections of several models on the same images, compared with ``reference``.
 
     ``predictions`` hold, per model and image, the detections above `EVAL_THRESHOLD` in frame
-    pixels (so mAP sees the whole precision/recall curve); ``score_threshold`` is the spec's
-    operating point, where `agreement` and `confidence` look.
+    pixels after class-aware NMS (so COCO mAP sees the whole precision/recall curve, as training
+    measures it); ``score_threshold`` is the spec's operating point, where `agreement` and
+    `confidence` look. Those two read ``runtime_predictions`` where a model has them: the same
+    candidates after the runtime's default class-agnostic NMS (one label per object, what
+    ``edgevision run`` reports); NMS keeps a box only against higher-scoring ones, so cutting
+    those at ``score_threshold`` gives exactly the runtime's detections there.
     """
 
     metric: ClassVar[str] = "mAP@[.5:.95]"
@@ -129,6 +133,7 @@ class DetectionEvaluation(Comparison):
     score_threshold: float
     skipped: list[dict[str, str]] = field(default_factory=list)
     reference: str = REFERENCE
+    runtime_predictions: dict[str, list[Detections]] = field(default_factory=dict)
     _coco: dict[str, dict[str, Any]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -173,9 +178,14 @@ class DetectionEvaluation(Comparison):
         return _percent(self.coco(name)["per_class_ap50"])
 
     # -- the operating point ----------------------------------------------------------------
+    def operating(self, name: str) -> list[Detections]:
+        """``name``'s detections as the runtime's NMS keeps them (``runtime_predictions``, else
+        ``predictions``), above `EVAL_THRESHOLD`."""
+        return self.runtime_predictions.get(name, self.predictions[name])
+
     def at_threshold(self, name: str) -> list[Detections]:
         """``name``'s detections with score >= ``score_threshold``: what the runtime reports."""
-        return [_keep(d, d.scores >= self.score_threshold) for d in self.predictions[name]]
+        return [_keep(d, d.scores >= self.score_threshold) for d in self.operating(name)]
 
     def agreement(self, name: str) -> float:
         """How far ``name``'s detections agree with the reference's at the operating point, in %.
@@ -202,14 +212,14 @@ class DetectionEvaluation(Comparison):
         if name not in self._matched:
             self._matched[name] = [
                 _match_image(t, d, MATCH_IOU)
-                for t, d in zip(self.truths, self.predictions[name], strict=True)
+                for t, d in zip(self.truths, self.operating(name), strict=True)
             ]
         return self._matched[name]
 
     def _pr_at(self, name: str, threshold: float) -> tuple[float | None, float | None]:
         """(precision, recall) as fractions at ``score >= threshold``; None where undefined."""
         kept = hits = 0
-        for pred, flags in zip(self.predictions[name], self._matches(name), strict=True):
+        for pred, flags in zip(self.operating(name), self._matches(name), strict=True):
             mask = pred.scores >= threshold
             kept += int(mask.sum())
             hits += int(flags[mask].sum())
@@ -229,7 +239,7 @@ class DetectionEvaluation(Comparison):
           threshold; for an INT8 build whose confidences shrank it shows how far to lower it.
         """
         matched_scores = [
-            p.scores[f] for p, f in zip(self.predictions[name], self._matches(name), strict=True)
+            p.scores[f] for p, f in zip(self.operating(name), self._matches(name), strict=True)
         ]
         hits = np.concatenate(matched_scores) if matched_scores else np.zeros(0)
         precision, recall = self._pr_at(name, self.score_threshold)
@@ -242,7 +252,7 @@ class DetectionEvaluation(Comparison):
 
     def _threshold_for(self, name: str) -> float | None:
         target, _ = self._pr_at(self.reference, self.score_threshold)
-        preds = self.predictions[name]
+        preds = self.operating(name)
         if target is None or not any(len(p) for p in preds):
             return None
         scores = np.concatenate([p.scores for p in preds]).astype(np.float64)
@@ -305,7 +315,9 @@ class DetectionEvaluation(Comparison):
         lines = [
             f"{self.n} images ({self.boxes} boxes) of the {self.source}"
             + (f", {len(self.skipped)} unreadable skipped" if self.skipped else "")
-            + f"; operating point: score >= {t}.",
+            + f"; operating point: score >= {t}"
+            + (", class-agnostic NMS as `edgevision run`" if self.runtime_predictions else "")
+            + ".",
             "",
             f"| artifact | {self.metric} (%) | mAP@.5 (%) | drop (points) | agreement with "
             f"{self.reference} (%) | mean matched score | threshold keeping {self.reference} "
@@ -351,8 +363,9 @@ def evaluate_detection(
 
     Images are decoded and preprocessed once per batch and fed to all models; each image's
     ``boxes``/``scores`` are postprocessed (NMS, max detections) on its own frame size at
-    `EVAL_THRESHOLD`. Unreadable files are skipped and counted. The first model (``fp32`` when
-    present) is the reference.
+    `EVAL_THRESHOLD`, twice: class-aware for mAP (``predictions``) and class-agnostic as the
+    runtime does for the operating-point figures (``runtime_predictions``). Unreadable files are
+    skipped and counted. The first model (``fp32`` when present) is the reference.
     """
     from edgevision.tasks.detect.postprocess import postprocess
 
@@ -360,6 +373,7 @@ def evaluate_detection(
     reference = reference_of(models)
     boxes_key, scores_key = spec.detection.outputs
     preds: dict[str, list[Detections]] = {n: [] for n in names}
+    runtime: dict[str, list[Detections]] = {n: [] for n in names}
     truths: list[Truth] = []
     skipped: list[dict[str, str]] = list(eval_set.skipped)
     batches = batched(eval_set.items, batch_size)
@@ -384,10 +398,9 @@ def evaluate_detection(
                         f"for a batch of {len(frames)} images",
                         "export the detector with a dynamic batch dimension",
                     )
-                preds[name] += [
-                    postprocess(b, s, spec, size, score_threshold=EVAL_THRESHOLD)
-                    for b, s, size in zip(boxes, scores, sizes, strict=True)
-                ]
+                for b, s, size in zip(boxes, scores, sizes, strict=True):
+                    preds[name].append(postprocess(b, s, spec, size, EVAL_THRESHOLD))
+                    runtime[name].append(postprocess(b, s, spec, size, EVAL_THRESHOLD, True))
             truths.extend(batch_truths)
     if len(skipped) > len(eval_set.skipped):
         log.warning(
@@ -401,6 +414,7 @@ def evaluate_detection(
         float(spec.detection.score_threshold),
         skipped,
         reference,
+        runtime,
     )
 
 

@@ -106,6 +106,38 @@ def _compressed() -> DetectionEvaluation:
     return DetectionEvaluation(LABELS, "x", gt, preds, score_threshold=0.5)
 
 
+def test_operating_point_figures_read_the_runtime_nms_where_given():
+    """mAP reads the class-aware ``predictions``; agreement, precision and recall read what the
+    runtime's class-agnostic NMS keeps, where ``runtime_predictions`` has the model."""
+    box = GT[0].boxes[0]
+    # class-aware NMS keeps a second label on the a object (0.6 as b); the runtime would not
+    aware = [
+        _det([box, box, GT[0].boxes[1]], [0.9, 0.6, 0.8], [0, 1, 1]),
+        _det(GT[1].boxes, [0.7, 0.6], [0, 0]),
+    ]
+    agnostic = [_det([box, GT[0].boxes[1]], [0.9, 0.8], [0, 1]), aware[1]]
+    plain = DetectionEvaluation(LABELS, "x", GT, {"fp32": aware, "int8": aware}, 0.5)
+    assert plain.confidence("int8")["precision"] == pytest.approx(100 * 4 / 5)
+    ev = DetectionEvaluation(
+        LABELS,
+        "x",
+        GT,
+        {"fp32": aware, "int8": aware},
+        0.5,
+        runtime_predictions={"fp32": agnostic, "int8": agnostic},
+    )
+    assert ev.score("int8") == plain.score("int8")  # COCO mAP: class-aware as before
+    assert [len(d) for d in ev.at_threshold("int8")] == [2, 2]
+    assert ev.confidence("int8")["precision"] == pytest.approx(100.0)
+    assert ev.confidence("int8")["recall"] == pytest.approx(100.0)
+    assert ev.agreement("int8") == 100.0
+    # a model without runtime detections falls back to its class-aware ones
+    mixed = DetectionEvaluation(
+        LABELS, "x", GT, {"fp32": aware, "int8": aware}, 0.5, runtime_predictions={"fp32": agnostic}
+    )
+    assert mixed.agreement("int8") == pytest.approx(100 * 2 * 4 / (5 + 4))
+
+
 def test_threshold_for_reference_precision_follows_compressed_scores():
     ev = _compressed()
     fp32, int8 = ev.confidence("fp32"), ev.confidence("int8")
@@ -230,6 +262,10 @@ def test_evaluate_detection_end_to_end(tmp_path):
     assert ev.reference == "fp32" and ev.n == 4 and ev.score_threshold == 0.3
     assert len(ev.skipped) == 1 and ev.skipped[0]["path"].endswith("broken.png")
     assert [len(p) for p in ev.predictions["fp32"]] == [6] * 4  # every (box, class) > 0.001
+    # the runtime's class-agnostic NMS keeps one label per box for the operating-point figures
+    assert [len(p) for p in ev.runtime_predictions["fp32"]] == [3] * 4
+    assert [p.labels.tolist() for p in ev.at_threshold("fp32")] == [[0, 1]] * 4
+    assert "class-agnostic NMS" in ev.markdown()
     assert all(p.scores.min() >= EVAL_THRESHOLD for p in ev.predictions["fp32"])
     # each image's boxes land on its own frame (128 x 64 here: x scaled 4, y scaled 2)
     top = ev.predictions["fp32"][1]
