@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         scenes: int = typer.Option(600, help="Detection / segmentation: synthetic road scenes."),
         epochs: int | None = typer.Option(
             None,
-            help="Fine-tuning epochs (classification 20, detection 16, segmentation 8; early "
+            help="Fine-tuning epochs (classification 20, detection 14, segmentation 8; early "
             "stopping may end sooner).",
             show_default=False,
         ),

@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
         copy_paste: int | None = typer.Option(
             D.copy_paste,
             help="Detection: paste up to N objects from other training images into each "
-            "training image (default 16; 0: off).",
+            "training image (default 32; 0: off).",
         ),
         split: str = typer.Option(split_default, help="train,val,test ratios."),
         seed: int = typer.Option(D.seed, help="Seed of the split, order and augmentation."),

@@ -115,7 +115,7 @@ def test_copy_paste_defaults_per_task_and_is_checked(tmp_path):
     det = TrainConfig(str(tmp_path), task="detection").resolved()
     cls = TrainConfig(str(tmp_path), task="classification").resolved()
     seg = TrainConfig(str(tmp_path), task="segmentation").resolved()
-    assert (det.copy_paste, cls.copy_paste, seg.copy_paste) == (16, 0, 0)
+    assert (det.copy_paste, cls.copy_paste, seg.copy_paste) == (32, 0, 0)
     det.validate()
     cls.validate()
     with pytest.raises(EdgeVisionError, match="--copy-paste 2: .*applies to detection"):

@@ -238,4 +238,4 @@ def test_a_run_saved_before_copy_paste_resumes_without_it(coco_data, tmp_path, m
     del payload["config"]["copy_paste"]  # as written before the option existed
     torch.save(payload, last)
     resumed = train(_config(coco_data, tmp_path / "old", epochs=2, resume=True))
-    assert resumed.config["copy_paste"] == 0  # not detection's default of 16
+    assert resumed.config["copy_paste"] == 0  # not detection's default of 32
