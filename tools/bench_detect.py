@@ -13,9 +13,9 @@ writes JSON with every epoch. The goals stated in the issue: fine-tuned test mAP
 mAP@[.5:.95] >= 0.65 within 12 minutes of CPU training, and fine-tuned >= 1.5x the scratch
 mAP@[.5:.95] at equal time.
 
-    .venv/bin/python tools/bench_detect.py --epochs 23        # 600 scenes, 320x240, both runs
+    .venv/bin/python tools/bench_detect.py --epochs 14 --omp-wait-policy unset  # the README run
     .venv/bin/python tools/bench_detect.py --candidates finetune --epochs 10
-    .venv/bin/python tools/bench_detect.py --copy-paste 0   # without pasted objects (old default)
+    .venv/bin/python tools/bench_detect.py --copy-paste 0   # no pasted objects (as before #15)
 """
 
 from __future__ import annotations
