@@ -10,6 +10,7 @@ with `fit_budget`. Prints agreement on all crops and on the crops FP32 is confid
 
     .venv/bin/python tools/bench_fidelity.py --json runs/bench_fidelity.json
     .venv/bin/python tools/bench_fidelity.py --max-drop 1 --recipes gptq+bc
+    .venv/bin/python tools/bench_fidelity.py --recipes gptq+bc --held-out 1000 --float-curve 2,8,32
 
 The test suite runs a small form of it (tests/compile/test_fidelity.py).
 """
@@ -166,6 +167,19 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             models[f"{recipe}:{t.artifact}"] = quantize_for_target(
                 prep, ranges, target, out, recipe=recipe
             )
+    job = Job(
+        prep=prep,
+        ranges=ranges,
+        calib=calib,
+        spec=spec,
+        eval_set=eval_set,
+        reference=fp32,
+        targets=targets,
+        threads=args.threads,
+        work=work,
+    )
+    curve = float_curve(job, args.float_curve, work) if getattr(args, "float_curve", None) else {}
+    models.update(curve)
     ev = evaluate(models, eval_set, spec, threads=args.threads)
     rows = {}
     for name in models:
@@ -189,17 +203,6 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     }
     if args.max_drop is not None:
         try:
-            job = Job(
-                prep=prep,
-                ranges=ranges,
-                calib=calib,
-                spec=spec,
-                eval_set=eval_set,
-                reference=fp32,
-                targets=targets,
-                threads=args.threads,
-                work=work,
-            )
             budget = fit_budget(job, args.max_drop, latency_iterations=0)
             met = True
         except Exception as exc:  # BudgetExceededError carries the best result
@@ -225,6 +228,25 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         result["latency_ms"] = {n: round(v, 3) for n, v in ms.items()}
         result["fp32_over_int8"] = {n: round(ms[FP32] / v, 2) for n, v in ms.items() if n != FP32}
     return result
+
+
+def float_curve(job, counts: str, work: Path) -> dict[str, Path]:
+    """INT8 models (default recipe, every target) with the N layers of worst SQNR on the
+    harshest target in float, for each N of ``counts`` ("2,8,32"): what agreement float layers
+    can buy at all, and (through the latency table) at what price. Named ``float<N>:<artifact>``."""
+    from edgevision.compile.quantize import TARGETS
+    from edgevision.compile.sensitivity import analyze_sensitivity, union
+
+    ranked_on = "tensorrt" if "tensorrt" in job.targets else job.targets[0]
+    table = analyze_sensitivity(job, ranked_on, top_k=0)
+    rows = sorted((r for r in table.rows if r.float_nodes), key=lambda r: r.sqnr_db)
+    out = {}
+    for n in (int(c) for c in counts.split(",")):
+        nodes = union(*(r.float_nodes for r in rows[:n]))
+        for target in job.targets:
+            t = TARGETS.get(target)
+            out[f"float{n}:{t.artifact}"] = job.quantize(target, work / f"float{n}.{t.file}", nodes)
+    return out
 
 
 def print_table(result: dict) -> None:
@@ -264,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipes", default="plain,bc,gptq,gptq+bc")
     parser.add_argument("--targets", default="cpu,tensorrt")
     parser.add_argument("--max-drop", type=float, default=None, help="also run the budget")
+    parser.add_argument(
+        "--float-curve",
+        default=None,
+        help="also quantize with the N worst-SQNR layers in float, for each N (e.g. 2,8,32)",
+    )
     parser.add_argument("--latency", type=int, default=40, help="interleaved rounds (0: skip)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)

@@ -22,6 +22,7 @@ def test_small_real_photo_benchmark_runs_and_the_default_recipe_is_faithful(tmp_
         recipes="plain,gptq+bc",
         targets="cpu,tensorrt",
         max_drop=None,
+        float_curve="2,1000",  # 1000: more than the model has, every layer in float
         latency=0,
         threads=1,
         json=None,
@@ -29,10 +30,23 @@ def test_small_real_photo_benchmark_runs_and_the_default_recipe_is_faithful(tmp_
     )
     result = tool.run(args, tmp_path)
     rows = result["recipes"]
-    assert set(rows) == {f"{r}:{a}" for r in ("plain", "gptq+bc") for a in ("int8-cpu", "int8-trt")}
+    recipes = ("plain", "gptq+bc", "float2", "float1000")
+    assert set(rows) == {f"{r}:{a}" for r in recipes for a in ("int8-cpu", "int8-trt")}
     for artifact in ("int8-cpu", "int8-trt"):
         assert rows[f"gptq+bc:{artifact}"]["agreement"] >= 93.0, rows
         assert rows[f"gptq+bc:{artifact}"]["agreement_confident"] == 100.0, rows
+        assert rows[f"float1000:{artifact}"]["agreement"] == 100.0, rows  # the curve's end
+    for file in ("model.int8.cpu.onnx", "model.int8.trt.onnx"):
+        quantized = [
+            _quantize_ops(tmp_path / f"{r}.{file}") for r in ("gptq+bc", "float2", "float1000")
+        ]
+        assert quantized[0] > quantized[1] > quantized[2] == 0, (file, quantized)
+
+
+def _quantize_ops(path):
+    import onnx
+
+    return sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node)
 
 
 def test_hessian_rounding_beats_nearest_on_correlated_inputs():
