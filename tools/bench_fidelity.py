@@ -24,8 +24,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgevision.compile.context import Job
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -178,8 +182,10 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         threads=args.threads,
         work=work,
     )
-    curve = float_curve(job, args.float_curve, work) if getattr(args, "float_curve", None) else {}
-    models.update(curve)
+    curve_layers: dict[int, list[str]] = {}
+    if args.float_curve:
+        curve, curve_layers = float_curve(job, args.float_curve, work)
+        models.update(curve)
     ev = evaluate(models, eval_set, spec, threads=args.threads)
     rows = {}
     for name in models:
@@ -201,6 +207,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "calibrate_s": round(calibrate_s, 1),
         "recipes": rows,
     }
+    if curve_layers:
+        result["float_curve"] = {str(n): layers for n, layers in curve_layers.items()}
     if args.max_drop is not None:
         try:
             budget = fit_budget(job, args.max_drop, latency_iterations=0)
@@ -230,23 +238,26 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     return result
 
 
-def float_curve(job, counts: str, work: Path) -> dict[str, Path]:
-    """INT8 models (default recipe, every target) with the N layers of worst SQNR on the
-    harshest target in float, for each N of ``counts`` ("2,8,32"): what agreement float layers
-    can buy at all, and (through the latency table) at what price. Named ``float<N>:<artifact>``."""
+def float_curve(job: Job, counts: str, work: Path) -> tuple[dict[str, Path], dict[int, list[str]]]:
+    """INT8 models (default recipe, every target) with the N layers of worst SQNR on
+    ``tensorrt`` (the target plain INT8 hurts most here; else the first target) in float, for
+    each N of ``counts`` ("2,8,32"): what agreement float layers can buy at all, and (through
+    the latency table) at what price. Returns the models, named ``float<N>:<artifact>``, and
+    each N's layers."""
     from edgevision.compile.quantize import TARGETS
     from edgevision.compile.sensitivity import analyze_sensitivity, union
 
     ranked_on = "tensorrt" if "tensorrt" in job.targets else job.targets[0]
     table = analyze_sensitivity(job, ranked_on, top_k=0)
     rows = sorted((r for r in table.rows if r.float_nodes), key=lambda r: r.sqnr_db)
-    out = {}
+    out, layers = {}, {}
     for n in (int(c) for c in counts.split(",")):
         nodes = union(*(r.float_nodes for r in rows[:n]))
+        layers[n] = [r.layer for r in rows[:n]]
         for target in job.targets:
             t = TARGETS.get(target)
             out[f"float{n}:{t.artifact}"] = job.quantize(target, work / f"float{n}.{t.file}", nodes)
-    return out
+    return out, layers
 
 
 def print_table(result: dict) -> None:

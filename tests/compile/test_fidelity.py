@@ -36,6 +36,7 @@ def test_small_real_photo_benchmark_runs_and_the_default_recipe_is_faithful(tmp_
         assert rows[f"gptq+bc:{artifact}"]["agreement"] >= 93.0, rows
         assert rows[f"gptq+bc:{artifact}"]["agreement_confident"] == 100.0, rows
         assert rows[f"float1000:{artifact}"]["agreement"] == 100.0, rows  # the curve's end
+    assert len(result["float_curve"]["2"]) == 2, result["float_curve"]
     for file in ("model.int8.cpu.onnx", "model.int8.trt.onnx"):
         quantized = [
             _quantize_ops(tmp_path / f"{r}.{file}") for r in ("gptq+bc", "float2", "float1000")
