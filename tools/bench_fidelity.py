@@ -184,7 +184,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     )
     curve_layers: dict[int, list[str]] = {}
     if args.float_curve:
-        curve, curve_layers = float_curve(job, args.float_curve, work)
+        curve, curve_layers = float_curve(job, args.float_curve)
         models.update(curve)
     ev = evaluate(models, eval_set, spec, threads=args.threads)
     rows = {}
@@ -238,25 +238,27 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     return result
 
 
-def float_curve(job: Job, counts: str, work: Path) -> tuple[dict[str, Path], dict[int, list[str]]]:
+def float_curve(job: Job, counts: str) -> tuple[dict[str, Path], dict[int, list[str]]]:
     """INT8 models (default recipe, every target) with the N layers of worst SQNR on
     ``tensorrt`` (the target plain INT8 hurts most here; else the first target) in float, for
     each N of ``counts`` ("2,8,32"): what agreement float layers can buy at all, and (through
     the latency table) at what price. Returns the models, named ``float<N>:<artifact>``, and
-    each N's layers."""
+    each N's layers; the models are written to ``job.work``."""
     from edgevision.compile.quantize import TARGETS
     from edgevision.compile.sensitivity import analyze_sensitivity, union
 
     ranked_on = "tensorrt" if "tensorrt" in job.targets else job.targets[0]
     table = analyze_sensitivity(job, ranked_on, top_k=0)
-    rows = sorted((r for r in table.rows if r.float_nodes), key=lambda r: r.sqnr_db)
+    rows = [r for r in table.rows if r.float_nodes]  # the table is worst SQNR first
     out, layers = {}, {}
     for n in (int(c) for c in counts.split(",")):
         nodes = union(*(r.float_nodes for r in rows[:n]))
         layers[n] = [r.layer for r in rows[:n]]
         for target in job.targets:
             t = TARGETS.get(target)
-            out[f"float{n}:{t.artifact}"] = job.quantize(target, work / f"float{n}.{t.file}", nodes)
+            out[f"float{n}:{t.artifact}"] = job.quantize(
+                target, job.work / f"float{n}.{t.file}", nodes
+            )
     return out, layers
 
 
